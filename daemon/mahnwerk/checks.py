@@ -1,0 +1,70 @@
+"""`mahnwerk check`: what can only be checked with the files at hand.
+
+The schema (rules.py) catches typos and bad values; here we look for the
+templates every stage names and render each with sample data, so a typo in a
+template fails now rather than leaving a blank in a customer's mail.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from mahnwerk.config import ConfigError, LoadedRules
+from mahnwerk.models import LANGUAGES
+from mahnwerk.render import Renderer
+
+PARTS = ("subject", "txt", "html")
+
+
+def check_rules(loaded: LoadedRules) -> tuple[list[ConfigError], int]:
+    """Errors located in rules.yaml, and how many template/language pairs rendered."""
+    templates_dir = loaded.templates_dir
+    if not templates_dir.is_dir():
+        return [
+            loaded.error(
+                ("templates_dir",),
+                f"templates folder {templates_dir} not found",
+                "templates_dir is relative to rules.yaml; 'mahnwerk init DIR' writes one",
+            )
+        ], 0
+    renderer = Renderer(templates_dir, loaded.rules)
+    errors: list[ConfigError] = []
+    checked: set[tuple[str, str]] = set()
+    rendered = 0
+    for pi, si, template in loaded.rules.referenced_templates():
+        loc = ("policies", pi, "stages", si, "template")
+        for language in LANGUAGES:
+            if (template, language) in checked:
+                continue
+            checked.add((template, language))
+            missing = [
+                renderer.path(template, language, part).name
+                for part in PARTS
+                if not renderer.path(template, language, part).is_file()
+            ]
+            if missing:
+                errors.append(
+                    loaded.error(
+                        loc,
+                        f"template {template!r} does not exist for {language}: "
+                        f"missing {', '.join(missing)} in {templates_dir / language}",
+                        _hint(loaded, template, language),
+                    )
+                )
+                continue
+            problems = renderer.check(template, language)
+            for problem in problems:
+                errors.append(loaded.error(loc, f"template {template!r} ({language}): {problem}"))
+            rendered += not problems
+    return errors, rendered
+
+
+def _hint(loaded: LoadedRules, template: str, language: str) -> str:
+    folder = loaded.templates_dir / language
+    names = sorted(
+        {p.name.split(".")[0] for p in folder.glob("*.j2") if not p.name.startswith("_")}
+    )
+    close = difflib.get_close_matches(template, names, n=1)
+    if close:
+        return f"did you mean {close[0]!r}?"
+    return "available: " + (", ".join(names) if names else "none")

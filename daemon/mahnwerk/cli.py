@@ -1,0 +1,272 @@
+"""The `mahnwerk` command: thin click commands over the core and the store."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+
+from mahnwerk import __version__
+from mahnwerk.checks import check_rules
+from mahnwerk.config import ConfigInvalid, LoadedRules, load_rules
+from mahnwerk.csvparse import parse_invoices
+from mahnwerk.importer import import_events
+from mahnwerk.models import invoice_to_json
+from mahnwerk.planning import plan_from_store
+from mahnwerk.settings import default_state_dir, resolve_as_of
+from mahnwerk.store import StoreError, open_store
+from mahnwerk.store.tinydb_store import TinyDBStore
+
+# Files larger than this many rows get a progress bar.
+PROGRESS_ROWS = 2000
+
+# Errors on stderr, never wrapped: they name file:line:column and must stay greppable.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Ctx:
+    def __init__(self, config: Path, state_dir: Path | None) -> None:
+        self.config = config
+        self.state_dir = state_dir or default_state_dir()
+
+    def rules(self) -> LoadedRules:
+        try:
+            return load_rules(self.config)
+        except ConfigInvalid as exc:
+            for e in exc.errors:
+                err.print(str(e), markup=False)
+            raise SystemExit(1) from None
+
+    def store(self) -> TinyDBStore:
+        try:
+            return open_store(self.state_dir)
+        except StoreError as exc:
+            err.print(f"store: {exc}", markup=False)
+            raise SystemExit(1) from None
+
+
+pass_ctx = click.make_pass_decorator(Ctx)
+
+
+def _echo_json(payload: Any) -> None:
+    """UTF-8 JSON on stdout; orjson, because a plan of 100k invoices is 40 MB of it."""
+    sys.stdout.buffer.write(orjson.dumps(payload) + b"\n")
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _progress(total: int) -> Iterator[tuple[Progress, TaskID]]:
+    """A bar on stderr for large files; silent for small ones and when not a terminal."""
+    with Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        disable=total < PROGRESS_ROWS or not err.is_terminal,
+        transient=True,
+    ) as bar:
+        yield bar, bar.add_task("reading", total=total)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("rules.yaml"),
+    show_default=True,
+    help="The rules file.",
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where the store lives [default: $STATE_DIRECTORY, else ./state].",
+)
+@click.version_option(__version__, prog_name="mahnwerk")
+@click.pass_context
+def main(ctx: click.Context, config: Path, state_dir: Path | None) -> None:
+    """mahnwerk chases overdue invoices by email without straining customer relationships."""
+    ctx.obj = Ctx(config, state_dir)
+
+
+@main.command()
+@pass_ctx
+def check(ctx: Ctx) -> None:
+    """Validate rules.yaml and render every referenced template with sample data."""
+    loaded = ctx.rules()
+    errors, rendered = check_rules(loaded)
+    for e in errors:
+        err.print(str(e), markup=False)
+    if errors:
+        err.print(f"{len(errors)} error(s) in {loaded.path}", markup=False)
+        raise SystemExit(1)
+    rules = loaded.rules
+    stages = sum(len(p.stages) for p in rules.policies)
+    click.echo(
+        f"{loaded.path}: OK ({len(rules.policies)} policies, {stages} stages, "
+        f"{rendered} templates rendered)"
+    )
+
+
+@main.command(name="import")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
+@click.option("--open-items", is_flag=True, help="The file lists all open items; others are paid.")
+@click.option("--skip-bad", is_flag=True, help="Import the good rows, summarise the bad ones.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@pass_ctx
+def import_(ctx: Ctx, file: Path, open_items: bool, skip_bad: bool, as_json: bool) -> None:
+    """Upsert invoices from a CSV file (international or German export form)."""
+    loaded = ctx.rules()
+    data = file.read_bytes()
+    lines = data.count(b"\n")
+    with _progress(lines) as (bar, task):
+        bar.update(task, description="reading")
+        parsed = parse_invoices(data, str(file), lambda line: bar.update(task, completed=line))
+        if parsed.errors and not skip_bad:
+            bar.stop()
+            for e in parsed.errors:
+                err.print(str(e), markup=False)
+            err.print(
+                f"{len(parsed.errors)} error(s): nothing imported from {file} "
+                "(fix the rows, or use --skip-bad to import the good ones)",
+                markup=False,
+            )
+            raise SystemExit(1)
+        if open_items and parsed.errors:
+            # A skipped row would look like a settled invoice and be marked paid.
+            bar.stop()
+            err.print("--open-items needs a file without errors: nothing imported", markup=False)
+            raise SystemExit(1)
+        store = ctx.store()
+        now = datetime.now(loaded.rules.company.tz)
+        with store.transaction() as tx:
+            existing = {inv.number: inv for inv in tx.view.invoices()}
+            bar.update(task, description="comparing", completed=0, total=len(parsed.invoices))
+            summary = import_events(
+                existing,
+                parsed.invoices,
+                source=file.name,
+                open_items=open_items,
+                now=now,
+                progress=lambda n: bar.advance(task, n),
+            )
+            bar.update(task, description="writing")
+            tx.add_all(summary.events)
+    summary.skipped = len({e.line for e in parsed.errors})
+    result = {
+        "file": str(file),
+        "dialect": parsed.dialect,
+        "new": summary.new,
+        "updated": summary.updated,
+        "unchanged": summary.unchanged,
+        "marked_paid": summary.marked_paid,
+        "skipped": summary.skipped,
+    }
+    if as_json:
+        _echo_json(result)
+    else:
+        click.echo(
+            f"{file}: {summary.new} new, {summary.updated} updated, {summary.unchanged} "
+            f"unchanged, {summary.marked_paid} marked paid ({parsed.dialect} form)"
+        )
+    if summary.skipped:
+        for e in parsed.errors:
+            err.print(f"skipped: {e}", markup=False)
+        err.print(f"{summary.skipped} bad row(s) skipped", markup=False)
+
+
+@main.command()
+@click.option("--as-of", "as_of", default=None, help="A date (window opening) or ISO datetime.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list, one object per mail.")
+@pass_ctx
+def plan(ctx: Ctx, as_of: str | None, as_json: bool) -> None:
+    """Show what would be sent, and why. Sends nothing."""
+    loaded = ctx.rules()
+    try:
+        now = resolve_as_of(as_of, loaded.rules)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    result = plan_from_store(ctx.store(), loaded.rules, now)
+    if as_json:
+        _echo_json([r.to_json() for r in result.reminders])
+        return
+    if not result.window_open:
+        opens = result.opens_at.isoformat(timespec="minutes") if result.opens_at else "never"
+        click.echo(f"send window closed: {result.window_note}; opens {opens}")
+        return
+    # Plain lines, not rich: a plan can list 100k invoices, and rich prints ~100 µs a line.
+    lines = [f"plan for {now.isoformat(timespec='minutes')}"]
+    for r in result.reminders:
+        to = f"<{r.to}>" if r.action == "email" else "(hand-off to a person)"
+        totals = ", ".join(f"{amt} {cur}" for cur, amt in r.totals.items())
+        lines.append(f"{r.stage:<13} {r.customer_id} {r.customer_name} {to}  {totals}")
+        lines.extend(f"    {item.invoice.number} {item.reason}" for item in r.items)
+    lines.extend(
+        f"held back: {d.customer_id} {', '.join(d.invoice_numbers)} {d.stage}: {d.reason}"
+        for d in result.deferred
+    )
+    lines.append(f"{len(result.reminders)} planned, {len(result.deferred)} held back")
+    click.echo("\n".join(lines))
+
+
+@main.command()
+@click.argument("invoice")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of events.")
+@pass_ctx
+def thread(ctx: Ctx, invoice: str, as_json: bool) -> None:
+    """Show an invoice's history, oldest first."""
+    store = ctx.store()
+    if invoice not in store.view():
+        err.print(f"no invoice {invoice!r} in {ctx.state_dir}", markup=False)
+        raise SystemExit(1)
+    events = store.thread(invoice)
+    if as_json:
+        _echo_json([e.to_json() for e in events])
+        return
+    click.echo(
+        "\n".join(f"{e.at.isoformat(timespec='seconds')}  {e.type:<16} {e.reason}" for e in events)
+    )
+
+
+@main.command()
+@click.option("--customer", default=None, help="Only this customer_id.")
+@click.option(
+    "--status", type=click.Choice(["open", "paid", "cancelled"]), default=None, help="Only this."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@pass_ctx
+def invoices(ctx: Ctx, customer: str | None, status: str | None, as_json: bool) -> None:
+    """List the invoices in the store."""
+    view = ctx.store().view()
+    rows = [
+        i
+        for i in view.invoices()
+        if (customer is None or i.customer_id == customer)
+        and (status is None or i.status == status)
+    ]
+    rows.sort(key=lambda i: (i.customer_id, i.due_date, i.number))
+    if as_json:
+        payload: list[dict[str, Any]] = [
+            {**invoice_to_json(i), "open_amount": str(i.open_amount)} for i in rows
+        ]
+        _echo_json(payload)
+        return
+    click.echo(
+        "\n".join(
+            f"{i.number:<16} {i.customer_id:<10} {i.due_date.isoformat()}  "
+            f"{i.open_amount:>12} {i.currency}  {i.status:<9} {i.customer_name}"
+            for i in rows
+        )
+    )
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

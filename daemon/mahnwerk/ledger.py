@@ -1,0 +1,122 @@
+"""Fold thread events into the per-invoice record the store keeps and the planner reads.
+
+The journal of events is the truth; the record is a cache of its fold. Keeping
+the fold pure and in one table of effects means recovery after a crash is just
+"replay the events the snapshot has not seen", and the thread explains every
+field of the record.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from typing import Any
+
+from mahnwerk.models import (
+    EMPTY_HISTORY,
+    Event,
+    History,
+    Hold,
+    Invoice,
+    invoice_from_json,
+)
+
+Record = dict[str, Any]
+# Event types the shell writes; the ones not in EFFECTS only document.
+IMPORTED = "imported"
+UPDATED = "updated"
+MARKED_PAID = "marked_paid"
+REMINDER_SENT = "reminder_sent"
+ESCALATED = "escalated"
+PAUSED = "paused"
+RESUMED = "resumed"
+STOPPED = "stopped"
+STOP_LIFTED = "stop_lifted"
+NOTE = "note"
+
+
+def new_record(invoice_wire: dict[str, Any]) -> Record:
+    return {"invoice": dict(invoice_wire), "sent": [], "hold": None, "stop": None, "thread": []}
+
+
+def _imported(record: Record | None, event: Event) -> Record:
+    wire = event.data["invoice"]
+    if record is None:
+        return new_record(wire)
+    # Re-imported after a purge or a manual edit: the data is new, the history stays.
+    return {**record, "invoice": dict(wire)}
+
+
+def _updated(record: Record | None, event: Event) -> Record | None:
+    if record is None:
+        return None
+    changes: dict[str, list[Any]] = event.data["changes"]
+    invoice = dict(record["invoice"])
+    for field, (_old, new) in changes.items():
+        invoice[field] = new
+    return {**record, "invoice": invoice}
+
+
+def _marked_paid(record: Record | None, event: Event) -> Record | None:
+    if record is None:
+        return None
+    return {**record, "invoice": {**record["invoice"], "status": "paid"}}
+
+
+def _sent(action: str) -> Callable[[Record | None, Event], Record | None]:
+    def effect(record: Record | None, event: Event) -> Record | None:
+        if record is None:
+            return None
+        entry = [event.data["stage"], event.at.isoformat(), event.data["mail_key"], action]
+        return {**record, "sent": [*record["sent"], entry]}
+
+    return effect
+
+
+def _paused(record: Record | None, event: Event) -> Record | None:
+    if record is None:
+        return None
+    hold = {"reason": event.reason, "until": event.data.get("until")}
+    return {**record, "hold": hold}
+
+
+def _field(name: str, value: Callable[[Event], Any]) -> Callable[[Record | None, Event], Any]:
+    def effect(record: Record | None, event: Event) -> Record | None:
+        return None if record is None else {**record, name: value(event)}
+
+    return effect
+
+
+EFFECTS: dict[str, Callable[[Record | None, Event], Record | None]] = {
+    IMPORTED: _imported,
+    UPDATED: _updated,
+    MARKED_PAID: _marked_paid,
+    REMINDER_SENT: _sent("email"),
+    ESCALATED: _sent("escalate"),
+    PAUSED: _paused,
+    RESUMED: _field("hold", lambda e: None),
+    STOPPED: _field("stop", lambda e: e.reason),
+    STOP_LIFTED: _field("stop", lambda e: None),
+}
+
+
+def apply(record: Record | None, event: Event) -> Record | None:
+    """The record after `event`; None while the invoice is unknown."""
+    effect = EFFECTS.get(event.type)
+    return record if effect is None else effect(record, event)
+
+
+def invoice_of(record: Record) -> Invoice:
+    return invoice_from_json(record["invoice"])
+
+
+def history_of(record: Record) -> History:
+    sent = record["sent"]
+    hold = record["hold"]
+    stop = record["stop"]
+    if not sent and hold is None and stop is None:
+        return EMPTY_HISTORY
+    if hold is not None:
+        until = hold["until"]
+        hold = Hold(hold["reason"], None if until is None else date.fromisoformat(until))
+    return History(hold=hold, stop=stop, raw=sent)

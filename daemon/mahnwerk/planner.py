@@ -1,0 +1,315 @@
+"""The planner: who gets which reminder stage, for which invoices, when, and why.
+
+A pure function of (invoices, histories, rules, now). It never reads the clock
+and does no I/O (tests/test_purity.py enforces the imports), so every decision
+can be replayed from the thread and tested with a table of cases.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import NamedTuple
+from zoneinfo import ZoneInfo
+
+from mahnwerk.calendar import SendCalendar
+from mahnwerk.models import EMPTY_HISTORY, ZERO, History, Invoice
+from mahnwerk.plan_types import Deferred, Plan, PlannedItem, PlannedReminder
+from mahnwerk.rules import ContactLimits, Override, Policy, Rules, Stage
+
+
+class _Due(NamedTuple):
+    invoice: Invoice
+    policy: Policy
+    stage: Stage
+    rank: tuple[int, int]
+    reason: str
+    days_overdue: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    """A policy as flat tables: the planner consults it for every invoice."""
+
+    policy: Policy
+    stages: tuple[Stage, ...]
+    days: tuple[int, ...]
+    pre_due: tuple[bool, ...]
+    index: dict[str, int]
+
+
+def _compile(policy: Policy) -> _Compiled:
+    stages = tuple(policy.stages)
+    return _Compiled(
+        policy,
+        stages,
+        tuple(s.days for s in stages),
+        tuple(s.is_pre_due for s in stages),
+        {s.name: i for i, s in enumerate(stages)},
+    )
+
+
+def plan(
+    invoices: Iterable[Invoice],
+    histories: Mapping[str, History],
+    rules: Rules,
+    now: datetime,
+) -> Plan:
+    """Plan one run at `now` (timezone-aware).
+
+    All invoices go in, paid and cancelled ones too: their threads still count
+    towards a customer's contact limits.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be timezone-aware")
+    tz = rules.company.tz
+    calendar = SendCalendar(rules.send_window, tz)
+    status = calendar.status(now)
+    if not status.open:
+        return Plan(now, False, status.note, status.opens_at, (), ())
+    today = now.astimezone(tz).date()
+    compiled = [(p.match, _compile(p)) for p in rules.policies]
+    default = compiled[-1][1]
+    specific = compiled[:-1]
+    overridden = bool(rules.overrides.invoices or rules.overrides.customers)
+
+    by_customer: dict[str, list[Invoice]] = defaultdict(list)
+    for inv in invoices:
+        by_customer[inv.customer_id].append(inv)
+
+    history_of = histories.get
+    empty = EMPTY_HISTORY
+    reminders: list[PlannedReminder] = []
+    deferred: list[Deferred] = []
+    for customer_id in sorted(by_customer):
+        invs = by_customer[customer_id]
+        due: list[_Due] = []
+        for inv in invs:
+            if inv.status != "open" or inv.amount <= inv.paid_amount:
+                continue
+            history = history_of(inv.number, empty)
+            policy = default
+            for match, candidate in specific:
+                if match.matches(inv):
+                    policy = candidate
+                    break
+            step = _next_due(inv, history, policy, today, tz)
+            if step is None:
+                continue
+            if overridden or (history is not empty and (history.hold or history.stop)):
+                blocker = _blocker(inv, history, rules, today)
+                if blocker is not None:
+                    deferred.append(Deferred(customer_id, (inv.number,), step.stage.name, blocker))
+                    continue
+            due.append(step)
+        if not due:
+            continue
+        mails = [d for d in due if d.stage.action == "email"]
+        handoffs = [d for d in due if d.stage.action == "escalate"]
+        if mails:
+            contact = _customer_contacts(invs, histories)
+            limit = _contact_limit(contact, rules.contact_limits, now, today, tz)
+            if limit is None:
+                reminders.append(_consolidate(customer_id, invs, mails, rules, today))
+            else:
+                top = max(mails, key=lambda d: d.rank)
+                numbers = tuple(sorted(d.invoice.number for d in mails))
+                deferred.append(Deferred(customer_id, numbers, top.stage.name, limit))
+        if handoffs:
+            reminders.append(_consolidate(customer_id, invs, handoffs, rules, today))
+    return Plan(now, True, "", None, tuple(reminders), tuple(deferred))
+
+
+def next_due_stage(
+    inv: Invoice, history: History, policy: Policy, today: date, tz: ZoneInfo
+) -> _Due | None:
+    """The stage this invoice is due for today, or None (see _next_due)."""
+    return _next_due(inv, history, _compile(policy), today, tz)
+
+
+def _next_due(
+    inv: Invoice, history: History, policy: _Compiled, today: date, tz: ZoneInfo
+) -> _Due | None:
+    """Stages go strictly in order: stage k+1 needs stage k sent, and waits both
+    for its own offset from the due date and for the gap between the two
+    offsets counted from when stage k really went out. So a late start or a
+    downtime never bursts or skips; a pre-due stage is skipped once due.
+    "Stage k" is the most recent stage of this policy in the thread, so a
+    customer moved to another policy goes on from where that policy stands.
+    """
+    last_index = -1
+    last_at: datetime | None = None
+    if history is not EMPTY_HISTORY:
+        # The most recent stage of this policy; normally the last entry.
+        last = history.last_sent()
+        if last is not None and last.stage in policy.index:
+            last_index, last_at = policy.index[last.stage], last.at
+        else:
+            for sent in reversed(history.sent):
+                if sent.stage in policy.index:
+                    last_index, last_at = policy.index[sent.stage], sent.at
+                    break
+    days_overdue = (today - inv.due_date).days
+    index = last_index + 1
+    count = len(policy.stages)
+    while index < count and policy.pre_due[index] and days_overdue >= 0:
+        index += 1
+    if index == count or days_overdue < policy.days[index]:
+        return None
+    stage = policy.stages[index]
+    previous = policy.stages[last_index] if last_index >= 0 else None
+    if previous is not None and last_at is not None:
+        spaced = last_at.astimezone(tz).date() + timedelta(days=stage.days - previous.days)
+        if today < spaced:
+            return None
+    if days_overdue < 0:
+        reason = f"{stage.name}: due in {_days(-days_overdue)}"
+    elif days_overdue == 0:
+        reason = f"{stage.name}: due today"
+    else:
+        reason = f"{stage.name}: {_days(days_overdue)} overdue"
+    if previous is not None and last_at is not None:
+        ago = (today - last_at.astimezone(tz).date()).days
+        reason += f", {previous.name} sent {_days(ago)} ago"
+    else:
+        reason += ", no reminder sent yet"
+    if index > last_index + 1:
+        skipped = ", ".join(s.name for s in policy.stages[last_index + 1 : index])
+        reason += f" ({skipped} skipped: due date passed)"
+    return _Due(inv, policy.policy, stage, (index, stage.days), reason, days_overdue)
+
+
+def _days(n: int) -> str:
+    return "1 day" if n == 1 else f"{n} days"
+
+
+def _until(override_until: date | None, today: date) -> bool:
+    return override_until is None or today <= override_until
+
+
+def _override_block(override: Override | None, whose: str, today: date) -> str | None:
+    if override is None:
+        return None
+    if override.exclude is not None:
+        return f"{whose} excluded: {override.exclude.reason}"
+    pause = override.pause
+    if pause is not None and _until(pause.until, today):
+        until = f" until {pause.until.isoformat()}" if pause.until else ""
+        return f"{whose} paused{until}: {pause.reason}"
+    return None
+
+
+def _history_block(history: History, today: date) -> str | None:
+    if history.stop is not None:
+        return f"stopped: {history.stop}"
+    hold = history.hold
+    if hold is not None and _until(hold.until, today):
+        until = f" until {hold.until.isoformat()}" if hold.until else ""
+        return f"on hold{until}: {hold.reason}"
+    return None
+
+
+# Checked in this order; the first that applies holds the invoice back.
+_BLOCKERS: tuple[Callable[[Invoice, History, Rules, date], str | None], ...] = (
+    lambda inv, h, r, d: _override_block(r.overrides.invoices.get(inv.number), "invoice", d),
+    lambda inv, h, r, d: _override_block(r.overrides.customers.get(inv.customer_id), "customer", d),
+    lambda inv, h, r, d: _history_block(h, d),
+)
+
+
+def _blocker(inv: Invoice, history: History, rules: Rules, today: date) -> str | None:
+    for check in _BLOCKERS:
+        reason = check(inv, history, rules, today)
+        if reason is not None:
+            return reason
+    return None
+
+
+def _customer_contacts(invs: list[Invoice], histories: Mapping[str, History]) -> list[datetime]:
+    """When the customer was mailed: one entry per mail, however many invoices it listed."""
+    seen: dict[str, datetime] = {}
+    for inv in invs:
+        for sent in histories.get(inv.number, EMPTY_HISTORY).sent:
+            if sent.action == "email" and sent.mail_key not in seen:
+                seen[sent.mail_key] = sent.at
+    return list(seen.values())
+
+
+def _contact_limit(
+    mails: list[datetime], limits: ContactLimits, now: datetime, today: date, tz: ZoneInfo
+) -> str | None:
+    if not mails:
+        return None
+    last_day = max(mails).astimezone(tz).date()
+    gap = (today - last_day).days
+    if gap < limits.min_days_between:
+        return (
+            f"contact limit: last mail {_days(gap)} ago ({last_day.isoformat()}), "
+            f"at least {_days(limits.min_days_between)} between mails"
+        )
+    week_ago = now - timedelta(days=7)
+    recent = sum(1 for at in mails if at > week_ago)
+    if recent >= limits.max_per_week:
+        return (
+            f"contact limit: {recent} mails in the last 7 days, "
+            f"at most {limits.max_per_week} per week"
+        )
+    return None
+
+
+def _by_due_date(d: _Due) -> tuple[date, str]:
+    return (d.invoice.due_date, d.invoice.number)
+
+
+def _by_rank(d: _Due) -> tuple[int, int]:
+    return d.rank
+
+
+def _by_issue_date(i: Invoice) -> tuple[date, str]:
+    return (i.issue_date, i.number)
+
+
+def _consolidate(
+    customer_id: str, invs: list[Invoice], due: list[_Due], rules: Rules, today: date
+) -> PlannedReminder:
+    """One mail for the customer listing every due invoice; its stage is the highest."""
+    due = sorted(due, key=_by_due_date) if len(due) > 1 else due
+    top = max(due, key=_by_rank) if len(due) > 1 else due[0]
+    # The newest invoice carries the customer's current name, address and language.
+    contact = max(invs, key=_by_issue_date) if len(invs) > 1 else invs[0]
+    totals: dict[str, Decimal] = {}
+    for d in due:
+        inv = d.invoice
+        totals[inv.currency] = totals.get(inv.currency, ZERO) + inv.amount - inv.paid_amount
+    numbers = [d.invoice.number for d in due]
+    stage = top.stage
+    kind = "escalate" if stage.action == "escalate" else "mail"
+    key = f"{kind}:{customer_id}:{stage.name}:{'+'.join(sorted(numbers))}:{today.isoformat()}"
+    deadline = None if stage.deadline_days is None else today + timedelta(days=stage.deadline_days)
+    if len(due) == 1:
+        reason = f"{top.invoice.number} {top.reason}"
+    else:
+        reason = f"{stage.name} (highest of {len(due)} invoices): " + "; ".join(
+            f"{d.invoice.number} {d.reason}" for d in due
+        )
+    return PlannedReminder(
+        key=key,
+        customer_id=customer_id,
+        customer_name=contact.customer_name,
+        to=contact.email,
+        language=contact.language,
+        policy=top.policy.name,
+        stage=stage.name,
+        action=stage.action,
+        template=stage.template,
+        items=tuple(PlannedItem(d.invoice, d.stage.name, d.reason, d.days_overdue) for d in due),
+        totals=dict(sorted(totals.items())),
+        fee=stage.fee,
+        fee_currency=rules.company.currency,
+        deadline=deadline,
+        planned_day=today,
+        reason=reason,
+    )

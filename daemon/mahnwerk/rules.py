@@ -1,0 +1,316 @@
+"""The schema of rules.yaml: what a user may write, checked strictly.
+
+Every model forbids unknown keys, so a typo is an error rather than a silently
+ignored setting. This module is pure (no file access); `config.py` reads the
+file and turns validation errors into file:line:column messages.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date, time
+from decimal import Decimal
+from functools import cached_property
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import holidays
+from babel import Locale, UnknownLocaleError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from mahnwerk.models import Invoice
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
+_HEADER_UNSAFE = re.compile(r"[\r\n\x00]")
+
+
+class LocatedError(ValueError):
+    """A model-level error that knows which key below the model it is about.
+
+    pydantic reports a model validator's error at the model; config.py appends
+    `where` so the user is pointed at the stage or policy at fault.
+    """
+
+    def __init__(self, message: str, where: tuple[int | str, ...]) -> None:
+        super().__init__(message)
+        self.where = where
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _no_newlines(value: str) -> str:
+    if _HEADER_UNSAFE.search(value):
+        raise ValueError("must be a single line (no line breaks)")
+    return value
+
+
+class Bank(Strict):
+    holder: str | None = None
+    iban: str
+    bic: str | None = None
+    bank_name: str | None = None
+
+    @field_validator("iban")
+    @classmethod
+    def _iban(cls, value: str) -> str:
+        compact = value.replace(" ", "").upper()
+        if not re.fullmatch(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}", compact):
+            raise ValueError("is not an IBAN (two letters, two digits, then 11-30 characters)")
+        # ISO 13616 mod-97 check: catches a mistyped digit before a customer pays to nowhere.
+        rearranged = compact[4:] + compact[:4]
+        digits = "".join(str(int(ch, 36)) for ch in rearranged)
+        if int(digits) % 97 != 1:
+            raise ValueError("has a wrong check sum (a typo in the IBAN?)")
+        return value
+
+
+class Company(Strict):
+    name: str
+    sender: str = Field(description='From header, e.g. "Acme GmbH <forderungen@acme.example>"')
+    reply_to: str | None = None
+    locale: str = "de_DE"
+    timezone: str = "Europe/Berlin"
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")
+    bank: Bank
+    phone: str | None = None
+    website: str | None = None
+
+    @field_validator("name", "sender", "reply_to")
+    @classmethod
+    def _single_line(cls, value: str | None) -> str | None:
+        return value if value is None else _no_newlines(value)
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        try:
+            Locale.parse(value)
+        except (UnknownLocaleError, ValueError) as exc:
+            raise ValueError(f"unknown locale {value!r} (e.g. de_DE, en_GB)") from exc
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (e.g. Europe/Berlin)") from exc
+        return value
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class SendWindow(Strict):
+    days: list[Weekday] = Field(default=["mon", "tue", "wed", "thu", "fri"], min_length=1)
+    from_: time = Field(default=time(9, 0), alias="from")
+    to: time = time(16, 0)
+    holidays: str | None = Field(
+        default="DE", description="ISO country, optionally with subdivision: DE, DE-BY, AT"
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @field_validator("from_", "to", mode="before")
+    @classmethod
+    def _quoted_time(cls, value: object) -> object:
+        # Unquoted 09:00 is the integer 540 in YAML 1.1; a silent 00:09 would be worse.
+        if isinstance(value, int):
+            raise ValueError('write the time in quotes, e.g. "09:00"')
+        return value
+
+    @field_validator("holidays")
+    @classmethod
+    def _holidays(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        country, _, subdiv = value.partition("-")
+        try:
+            holidays.country_holidays(country, subdiv=subdiv or None)
+        except NotImplementedError as exc:
+            raise ValueError(f"no holiday calendar for country {country!r}") from exc
+        except Exception as exc:  # the library raises its own types for a bad subdivision
+            raise ValueError(f"no holiday calendar for {value!r}: {exc}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _order(self) -> SendWindow:
+        if self.from_ >= self.to:
+            raise ValueError("'from' must be earlier than 'to'")
+        return self
+
+
+class ContactLimits(Strict):
+    min_days_between: int = Field(default=3, ge=0, le=365)
+    max_per_week: int = Field(default=2, ge=1, le=50)
+
+
+class Match(Strict):
+    tags: list[str] = Field(default_factory=list, description="any of these tags")
+    customer_type: Literal["b2b", "b2c"] | None = None
+    min_amount: Money | None = None
+    max_amount: Money | None = None
+
+    @property
+    def is_catch_all(self) -> bool:
+        return (
+            not self.tags
+            and self.customer_type is None
+            and (self.min_amount is None and self.max_amount is None)
+        )
+
+    def matches(self, inv: Invoice) -> bool:
+        if self.tags and not set(self.tags).intersection(inv.tags):
+            return False
+        if self.customer_type is not None and inv.customer_type != self.customer_type:
+            return False
+        if self.min_amount is not None and inv.open_amount < self.min_amount:
+            return False
+        return not (self.max_amount is not None and inv.open_amount > self.max_amount)
+
+
+class Stage(Strict):
+    name: Name
+    description: str = ""
+    days: int = Field(ge=-365, le=3650, description="relative to the due date")
+    template: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]+$")
+    action: Literal["email", "escalate"] = "email"
+    fee: Money | None = None
+    deadline_days: int | None = Field(default=None, ge=1, le=90)
+
+    @model_validator(mode="after")
+    def _template_for_email(self) -> Stage:
+        if self.action == "email" and self.template is None:
+            raise ValueError("an email stage needs a 'template'")
+        return self
+
+    @property
+    def is_pre_due(self) -> bool:
+        return self.days < 0
+
+
+class Policy(Strict):
+    name: Name
+    description: str = ""
+    match: Match = Field(default_factory=Match)
+    stages: list[Stage] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _stages_ordered(self) -> Policy:
+        names = [s.name for s in self.stages]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"stage names must be unique, repeated: {', '.join(dupes)}")
+        for i, (a, b) in enumerate(zip(self.stages, self.stages[1:], strict=False)):
+            if b.days <= a.days:
+                raise LocatedError(
+                    f"stages must be in order of 'days': {b.name} ({b.days}) "
+                    f"comes after {a.name} ({a.days})",
+                    ("stages", i + 1, "days"),
+                )
+        return self
+
+    def index(self, stage: str) -> int | None:
+        for i, s in enumerate(self.stages):
+            if s.name == stage:
+                return i
+        return None
+
+
+class Pause(Strict):
+    reason: str = Field(min_length=1)
+    until: date | None = None
+
+
+class Exclude(Strict):
+    reason: str = Field(min_length=1)
+
+
+class Override(Strict):
+    pause: Pause | None = None
+    exclude: Exclude | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Override:
+        if self.pause is None and self.exclude is None:
+            raise ValueError("an override needs 'pause' or 'exclude'")
+        return self
+
+
+class Overrides(Strict):
+    customers: dict[str, Override] = Field(default_factory=dict)
+    invoices: dict[str, Override] = Field(default_factory=dict)
+
+
+def _default_languages() -> dict[Literal["de", "en"], str]:
+    return {"de": "de_DE", "en": "en_GB"}
+
+
+class Rules(Strict):
+    company: Company
+    languages: dict[Literal["de", "en"], str] = Field(
+        default_factory=_default_languages,
+        description="the locale that formats amounts and dates in each mail language",
+    )
+    templates_dir: str = "templates"
+    send_window: SendWindow = Field(default_factory=SendWindow)
+    contact_limits: ContactLimits = Field(default_factory=ContactLimits)
+    policies: list[Policy] = Field(min_length=1)
+    overrides: Overrides = Field(default_factory=Overrides)
+
+    @field_validator("languages")
+    @classmethod
+    def _languages(cls, value: dict[str, str]) -> dict[str, str]:
+        for lang in ("de", "en"):
+            if lang not in value:
+                raise ValueError(f"needs a locale for {lang!r}")
+        for loc in value.values():
+            try:
+                Locale.parse(loc)
+            except (UnknownLocaleError, ValueError) as exc:
+                raise ValueError(f"unknown locale {loc!r}") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _policies(self) -> Rules:
+        names = [p.name for p in self.policies]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"policy names must be unique, repeated: {', '.join(dupes)}")
+        for i, p in enumerate(self.policies[:-1]):
+            if p.match.is_catch_all:
+                later = ", ".join(q.name for q in self.policies[i + 1 :])
+                raise LocatedError(
+                    f"policy {p.name!r} matches everything, so {later} can never match; "
+                    "the default policy comes last",
+                    ("policies", i, "match"),
+                )
+        if not self.policies[-1].match.is_catch_all:
+            raise LocatedError(
+                f"the last policy ({self.policies[-1].name!r}) must match everything "
+                "(match: {}), so that every invoice has a policy",
+                ("policies", len(self.policies) - 1, "match"),
+            )
+        return self
+
+    def policy_for(self, inv: Invoice) -> Policy:
+        for p in self.policies:
+            if p.match.matches(inv):
+                return p
+        return self.policies[-1]
+
+    def referenced_templates(self) -> list[tuple[int, int, str]]:
+        """(policy index, stage index, template) for every stage that sends a mail."""
+        return [
+            (pi, si, s.template)
+            for pi, p in enumerate(self.policies)
+            for si, s in enumerate(p.stages)
+            if s.template is not None
+        ]

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Every test: lint, format check, types, then pytest. Installs what it needs.
+source "$(dirname "$0")/_env.sh"
+echo "== ruff check"; ruff check .
+echo "== ruff format --check"; ruff format --check .
+echo "== mypy"; mypy
+echo "== pytest"; python -m pytest "$@"

@@ -13,8 +13,9 @@ mw import "$ROOT/samples/invoices-de.csv"
 mw import "$ROOT/samples/invoices-en.csv"
 echo "== mahnwerk plan --as-of $AS_OF"
 mw plan --as-of "$AS_OF"
-echo "== the same day is a Saturday later: mahnwerk plan --as-of 2026-11-28"
+echo "== the mail one customer would get: mahnwerk preview C-2001 --as-of $AS_OF"
+mw preview C-2001 --as-of "$AS_OF" || true
+echo "== on a Saturday nothing goes out: mahnwerk plan --as-of 2026-11-28"
 mw plan --as-of 2026-11-28
-echo "== one invoice's thread"
-FIRST="$(mw invoices --json | python -c 'import json,sys; print(json.load(sys.stdin)[0]["number"])')"
-mw thread "$FIRST"
+echo "== one invoice's thread: mahnwerk thread INV-2026-1187"
+mw thread INV-2026-1187

@@ -204,3 +204,98 @@ def test_state_dir_defaults_to_the_systemd_variable(tmp_path: Path) -> None:
     )
     assert (tmp_path / "from-systemd" / "journal.log").is_file()
     assert not (tmp_path / "state").exists()
+
+
+def test_preview_renders_the_planned_mail(imported: Path) -> None:
+    text = mw(imported, "preview", "C-2001", "--as-of", "2026-11-25").stdout
+    assert text.startswith("To: Thornbury Consulting Ltd <accounts@thornbury-consulting.example>")
+    assert "Subject: " in text and "INV-2026-1187" in text and "INV-2026-1243" in text
+    assert "€1,450.00" in text  # English customer, en_GB formatting
+    html = mw(imported, "preview", "K-1001", "--as-of", "2026-11-25", "--html").stdout
+    assert "Müller &amp; Söhne KG" in html
+    none = mw(imported, "preview", "C-2006", "--as-of", "2026-11-25", ok=False)
+    assert none.returncode == 1 and "no stage is due" in none.stderr
+
+
+def test_skip_bad_does_not_skip_a_broken_header(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    text = (SAMPLES / "invoices-en.csv").read_text(encoding="utf-8")
+    bad = tmp_path / "typo.csv"
+    bad.write_text(text.replace("invoice_number,", "invoice_numbr,", 1), encoding="utf-8")
+    proc = mw(state, "import", str(bad), "--skip-bad", ok=False)
+    assert proc.returncode == 1
+    assert "did you mean 'invoice_number'" in proc.stderr
+    assert "cannot be read as a whole" in proc.stderr
+    assert mw_json(state, "invoices") == []
+
+
+def test_open_items_refuses_an_empty_or_suspiciously_short_list(
+    imported: Path, tmp_path: Path
+) -> None:
+    header = (SAMPLES / "invoices-de.csv").read_text(encoding="utf-8").splitlines()[0]
+    empty = tmp_path / "leer.csv"
+    empty.write_text(header + "\n", encoding="utf-8")
+    proc = mw(imported, "import", str(empty), "--open-items", ok=False)
+    assert proc.returncode == 1 and "lists no invoice" in proc.stderr
+    # Only the English file: 13 of the 22 open invoices would be settled at once.
+    english = SAMPLES / "invoices-en.csv"
+    proc = mw(imported, "import", str(english), "--open-items", ok=False)
+    assert proc.returncode == 1 and "13 of 22 open invoices" in proc.stderr
+    assert {i["status"] for i in mw_json(imported, "invoices", "--status", "paid")} == {"paid"}
+    assert len(mw_json(imported, "invoices", "--status", "open")) == 22
+    forced = mw_json(imported, "import", str(english), "--open-items", "--force")
+    assert forced["marked_paid"] == 13
+
+
+def test_the_same_amount_written_differently_is_not_a_change(
+    imported: Path, tmp_path: Path
+) -> None:
+    text = (SAMPLES / "invoices-en.csv").read_text(encoding="utf-8")
+    # An empty paid_amount is stored as 0; the next export writes 0.00: the same amount.
+    assert ",key_account,,open" in text
+    rewritten = tmp_path / "same.csv"
+    rewritten.write_text(
+        text.replace(",key_account,,open", ",key_account,0.00,open"), encoding="utf-8"
+    )
+    result = mw_json(imported, "import", str(rewritten))
+    assert (result["updated"], result["unchanged"]) == (0, 10)
+
+
+def test_init_writes_a_working_setup_and_never_overwrites(tmp_path: Path) -> None:
+    target = tmp_path / "etc-mahnwerk"
+    proc = mw(tmp_path / "state", "init", str(target))
+    assert "next: edit company and bank" in proc.stdout
+    config = target / "rules.yaml"
+    assert config.read_text(encoding="utf-8") == RULES.read_text(encoding="utf-8")
+    assert (target / "templates" / "de" / "reminder_1.txt.j2").is_file()
+    assert "OK" in mw(tmp_path / "state", "check", config=config).stdout
+    again = mw(tmp_path / "state", "init", str(target), ok=False)
+    assert again.returncode == 1 and "not overwriting" in again.stderr
+
+
+def test_the_wheel_carries_the_shipped_defaults(tmp_path: Path) -> None:
+    import zipfile
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = tmp_path.glob("mahnwerk-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "mahnwerk/resources.py" in names
+    assert "mahnwerk/_shipped/rules.yaml" in names
+    assert "mahnwerk/_shipped/templates/de/final_notice.html.j2" in names
+    assert "mahnwerk/_shipped/samples/invoices-de.csv" in names

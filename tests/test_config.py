@@ -66,7 +66,17 @@ CASES = [
         "unknown time zone",
         None,
     ),
-    ("  holidays: DE\n", "  holidays: DE-XX\n", "DE-XX", 13, "no holiday calendar", None),
+    ("  holidays: DE\n", "  holidays: DE-XX\n", "DE-XX", 13, "no subdivision 'XX'", None),
+    ("  holidays: DE\n", "  holidays: XY\n", "holidays: XY", 13, "no holiday calendar", None),
+    ("        days: 21\n", "        days: true\n", "days: true", 15, "valid integer", None),
+    (
+        "  invoices: {}",
+        "  invoices:\n    1001: {exclude: {reason: x}}",
+        "1001:",
+        5,
+        "string",
+        "quote the id",
+    ),
     (
         "    iban: DE89 3704 0044 0532 0130 00",
         "    iban: DE89 3704 0044 0532 0130 01",
@@ -143,3 +153,40 @@ def test_all_errors_are_reported_at_once(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigInvalid, match="file not found"):
         load_rules(tmp_path / "nope.yaml")
+
+
+def test_yaml_merge_keys_share_settings(tmp_path: Path) -> None:
+    shared = "company_limits: &limits {min_days_between: 4, max_per_week: 3}\n"
+    path, _ = _broken(tmp_path, "contact_limits:\n", shared + "contact_limits:\n  <<: *limits\n")
+    # The anchor's host key is unknown and reported; the merge itself is no error.
+    with pytest.raises(ConfigInvalid) as info:
+        load_rules(path)
+    messages = [e.message for e in info.value.errors]
+    assert messages == ["unknown key 'company_limits'"], messages
+
+
+def test_merge_key_overridden_by_an_explicit_key(tmp_path: Path) -> None:
+    text = (
+        SHIPPED.replace(
+            "contact_limits:\n", "contact_limits:\n  <<: {min_days_between: 9, max_per_week: 5}\n"
+        )
+        .replace("  min_days_between: 3\n", "")
+        .replace("  max_per_week: 2", "  max_per_week: 4")
+    )
+    path = tmp_path / "rules.yaml"
+    path.write_text(text, encoding="utf-8")
+    limits = load_rules(path).rules.contact_limits
+    assert (limits.min_days_between, limits.max_per_week) == (9, 4)
+
+
+def test_holiday_codes_are_case_insensitive(tmp_path: Path) -> None:
+    path, _ = _broken(tmp_path, "  holidays: DE\n", "  holidays: de-by\n")
+    assert load_rules(path).rules.send_window.holidays == "DE-BY"
+
+
+# YAML escapes, so the characters reach the schema (PyYAML refuses some of them raw).
+@pytest.mark.parametrize("name", ["Acme\\u202eGmbH", "Acme\\u2028GmbH", "Acme\\r\\nBcc: x"])
+def test_company_fields_refuse_invisible_line_breaks_and_bidi(tmp_path: Path, name: str) -> None:
+    path, _ = _broken(tmp_path, "  name: Muster Handel GmbH", f'  name: "{name}"')
+    with pytest.raises(ConfigInvalid, match="single line of plain text"):
+        load_rules(path)

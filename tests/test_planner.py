@@ -291,3 +291,88 @@ def test_downtime_never_bursts_or_skips() -> None:
     assert log[0][1] == TODAY
     assert (log[1][1] - log[0][1]).days == 14
     assert due < log[0][1]
+
+
+def _two_policies() -> Rules:
+    """`big` for open amounts from 1000 (its own stage names), the shipped default after it."""
+    data = RULES.model_dump(by_alias=True)
+    big = {
+        "name": "big",
+        "match": {"min_amount": "1000.00"},
+        "stages": [
+            {"name": "big_r1", "days": 5, "template": "reminder_1"},
+            {"name": "big_r2", "days": 15, "template": "reminder_2"},
+            {"name": "big_final", "days": 30, "template": "final_notice"},
+            {"name": "big_escalate", "days": 40, "action": "escalate"},
+        ],
+    }
+    data["policies"] = [big, *data["policies"]]
+    return Rules.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    ("paid", "history", "expected", "fragment"),
+    [
+        # Still under `big`: its own sequence.
+        ("0", sent(("big_r1", 30), ("big_r2", 20)), "big_final", "big_r2 sent 20 days ago"),
+        # A part payment moves it to `standard`: it goes on after big_r2 (day 15), so
+        # reminder_2 (day 21) is next, 6 days after big_r2 at the earliest; never reminder_1.
+        ("600.00", sent(("big_r1", 30), ("big_r2", 20)), "reminder_2", "now under policy standard"),
+        ("600.00", sent(("big_r1", 30), ("big_r2", 3)), None, None),
+        # A stage no policy knows any more: placed by how overdue the invoice was then
+        # (25 days, so after big_r2 at 15): big_final (30) is next.
+        ("0", sent(("old_name", 20)), "big_final", "old_name sent 20 days ago"),
+        ("0", sent(("old_name", 2)), None, None),  # 43 days overdue then: past every stage
+    ],
+)
+def test_an_invoice_that_changes_policy_goes_on_where_it_stood(
+    paid: str, history: History, expected: str | None, fragment: str | None
+) -> None:
+    invoice = inv(overdue=45, amount="1500.00", paid=paid)
+    result = plan([invoice], {invoice.number: history}, _two_policies(), NOW)
+    stages = [r.stage for r in result.reminders]
+    assert stages == ([expected] if expected else [])
+    if fragment:
+        assert fragment in result.reminders[0].reason
+
+
+def test_a_moved_invoice_never_gets_a_stage_it_already_had() -> None:
+    # Sent reminder_2 under `standard`, then big_r2; back under `standard` it must not
+    # get reminder_2 again, but final_notice.
+    invoice = inv(overdue=60, amount="500.00")
+    history = sent(("reminder_1", 50), ("reminder_2", 36), ("big_r2", 20))
+    result = plan([invoice], {invoice.number: history}, _two_policies(), NOW)
+    assert [r.stage for r in result.reminders] == ["final_notice"]
+
+
+def test_the_mail_goes_to_the_address_of_the_due_invoices_not_a_paid_one() -> None:
+    invoices = [
+        inv("A", overdue=10, email="old@kunde.example"),
+        # Newer, but paid: its address and language must not steer the reminder.
+        inv("C", overdue=-20, status="paid", email="new@kunde.example", language="en"),
+    ]
+    (mail,) = plan(invoices, {}, RULES, NOW).reminders
+    assert (mail.to, mail.language) == ("old@kunde.example", "de")
+
+
+def test_the_weekly_limit_counts_seven_days_across_a_dst_change() -> None:
+    # 2026-10-25 is the autumn DST change in Berlin. A mail on Tue 10-20 at 10:30
+    # local (08:30 UTC) is more than 7 x 24 h before Tue 10-27 at 09:45 local
+    # (08:45 UTC), though only 6 d 23 h 15 min of wall-clock time apart.
+    rules = RULES.model_copy(
+        update={
+            "contact_limits": RULES.contact_limits.model_copy(
+                update={"min_days_between": 0, "max_per_week": 2}
+            )
+        }
+    )
+    day = date(2026, 10, 27)
+    history = History(
+        sent=(
+            SentStage("pre_due", at(date(2026, 10, 20), 10, 30), "m1"),
+            SentStage("reminder_1", at(date(2026, 10, 23), 10, 0), "m2"),
+        )
+    )
+    invoices = [inv("OLD", overdue=40, status="paid", today=day), inv("NEW", overdue=10, today=day)]
+    result = plan(invoices, {"OLD": history}, rules, at(day, 9, 45))
+    assert [r.invoice_numbers for r in result.reminders] == [["NEW"]]

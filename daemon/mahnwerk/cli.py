@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
 from collections.abc import Iterator
 from datetime import datetime
@@ -19,14 +20,20 @@ from mahnwerk.checks import check_rules
 from mahnwerk.config import ConfigInvalid, LoadedRules, load_rules
 from mahnwerk.csvparse import parse_invoices
 from mahnwerk.importer import import_events
-from mahnwerk.models import invoice_to_json
+from mahnwerk.models import Invoice, invoice_to_json
+from mahnwerk.plan_types import Plan
 from mahnwerk.planning import plan_from_store
+from mahnwerk.render import Renderer
+from mahnwerk.resources import SHIPPED, shipped_root
 from mahnwerk.settings import default_state_dir, resolve_as_of
 from mahnwerk.store import StoreError, open_store
 from mahnwerk.store.tinydb_store import TinyDBStore
 
 # Files larger than this many rows get a progress bar.
 PROGRESS_ROWS = 2000
+# An open-items list that would settle more than this share of the open invoices at
+# once is more likely a truncated export than a payment run: it needs --force.
+OPEN_ITEMS_SHARE = 0.5
 
 # Errors on stderr, never wrapped: they name file:line:column and must stay greppable.
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -54,6 +61,15 @@ class Ctx:
 
 
 pass_ctx = click.make_pass_decorator(Ctx)
+
+
+def _plan_at(ctx: Ctx, as_of: str | None) -> tuple[LoadedRules, datetime, Plan]:
+    loaded = ctx.rules()
+    try:
+        now = resolve_as_of(as_of, loaded.rules)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return loaded, now, plan_from_store(ctx.store(), loaded.rules, now)
 
 
 def _echo_json(payload: Any) -> None:
@@ -98,6 +114,36 @@ def main(ctx: click.Context, config: Path, state_dir: Path | None) -> None:
 
 
 @main.command()
+@click.argument("directory", type=click.Path(path_type=Path, file_okay=False))
+def init(directory: Path) -> None:
+    """Write a commented rules.yaml, the templates and sample invoices to start from."""
+    root = shipped_root()
+    targets = [(root / name, directory / name) for name in SHIPPED]
+    existing = [dst for _, dst in targets if dst.exists()]
+    if existing:
+        err.print(
+            f"not overwriting {', '.join(str(p) for p in existing)}: "
+            "init writes only into a fresh folder",
+            markup=False,
+        )
+        raise SystemExit(1)
+    directory.mkdir(parents=True, exist_ok=True)
+    for src, dst in targets:
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(src, dst)
+    config = directory / "rules.yaml"
+    click.echo(
+        f"wrote {config}, {directory / 'templates'} and {directory / 'samples'}\n"
+        f"next: edit company and bank in {config}, then\n"
+        f"  mahnwerk --config {config} check\n"
+        f"  mahnwerk --config {config} import {directory / 'samples' / 'invoices-de.csv'}\n"
+        f"  mahnwerk --config {config} plan"
+    )
+
+
+@main.command()
 @pass_ctx
 def check(ctx: Ctx) -> None:
     """Validate rules.yaml and render every referenced template with sample data."""
@@ -110,19 +156,49 @@ def check(ctx: Ctx) -> None:
         raise SystemExit(1)
     rules = loaded.rules
     stages = sum(len(p.stages) for p in rules.policies)
+    policies = len(rules.policies)
     click.echo(
-        f"{loaded.path}: OK ({len(rules.policies)} policies, {stages} stages, "
-        f"{rendered} templates rendered)"
+        f"{loaded.path}: OK ({policies} {'policy' if policies == 1 else 'policies'}, "
+        f"{stages} stages, {rendered} templates rendered)"
     )
+
+
+def _check_open_items(
+    rows: int, marked_paid: int, existing: dict[str, Invoice], force: bool
+) -> None:
+    """Refuse what looks like a truncated export rather than settle invoices by mistake."""
+    still_open = sum(1 for inv in existing.values() if inv.status == "open")
+    if rows == 0 and still_open:
+        err.print(
+            "--open-items: the file lists no invoice, which would mark every open invoice "
+            "paid; nothing imported",
+            markup=False,
+        )
+        raise SystemExit(1)
+    if not force and still_open and marked_paid > OPEN_ITEMS_SHARE * still_open:
+        err.print(
+            f"--open-items would mark {marked_paid} of {still_open} open invoices paid "
+            f"(more than {OPEN_ITEMS_SHARE:.0%}): is the export complete? Nothing imported; "
+            "use --force if it is right",
+            markup=False,
+        )
+        raise SystemExit(1)
 
 
 @main.command(name="import")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--open-items", is_flag=True, help="The file lists all open items; others are paid.")
 @click.option("--skip-bad", is_flag=True, help="Import the good rows, summarise the bad ones.")
+@click.option(
+    "--force",
+    is_flag=True,
+    help=f"With --open-items: settle even more than {OPEN_ITEMS_SHARE:.0%} of the open invoices.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @pass_ctx
-def import_(ctx: Ctx, file: Path, open_items: bool, skip_bad: bool, as_json: bool) -> None:
+def import_(
+    ctx: Ctx, file: Path, open_items: bool, skip_bad: bool, force: bool, as_json: bool
+) -> None:
     """Upsert invoices from a CSV file (international or German export form)."""
     loaded = ctx.rules()
     data = file.read_bytes()
@@ -130,13 +206,17 @@ def import_(ctx: Ctx, file: Path, open_items: bool, skip_bad: bool, as_json: boo
     with _progress(lines) as (bar, task):
         bar.update(task, description="reading")
         parsed = parse_invoices(data, str(file), lambda line: bar.update(task, completed=line))
-        if parsed.errors and not skip_bad:
+        if parsed.fatal or (parsed.errors and not skip_bad):
             bar.stop()
             for e in parsed.errors:
                 err.print(str(e), markup=False)
+            advice = (
+                "the file cannot be read as a whole"
+                if parsed.fatal
+                else "fix the rows, or use --skip-bad to import the good ones"
+            )
             err.print(
-                f"{len(parsed.errors)} error(s): nothing imported from {file} "
-                "(fix the rows, or use --skip-bad to import the good ones)",
+                f"{len(parsed.errors)} error(s): nothing imported from {file} ({advice})",
                 markup=False,
             )
             raise SystemExit(1)
@@ -158,6 +238,8 @@ def import_(ctx: Ctx, file: Path, open_items: bool, skip_bad: bool, as_json: boo
                 now=now,
                 progress=lambda n: bar.advance(task, n),
             )
+            if open_items:
+                _check_open_items(parsed.rows, summary.marked_paid, existing, force)
             bar.update(task, description="writing")
             tx.add_all(summary.events)
     summary.skipped = len({e.line for e in parsed.errors})
@@ -189,13 +271,10 @@ def import_(ctx: Ctx, file: Path, open_items: bool, skip_bad: bool, as_json: boo
 @pass_ctx
 def plan(ctx: Ctx, as_of: str | None, as_json: bool) -> None:
     """Show what would be sent, and why. Sends nothing."""
-    loaded = ctx.rules()
-    try:
-        now = resolve_as_of(as_of, loaded.rules)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
-    result = plan_from_store(ctx.store(), loaded.rules, now)
+    _loaded, now, result = _plan_at(ctx, as_of)
     if as_json:
+        if not result.window_open:
+            err.print(f"send window closed: {result.window_note}", markup=False)
         _echo_json([r.to_json() for r in result.reminders])
         return
     if not result.window_open:
@@ -215,6 +294,29 @@ def plan(ctx: Ctx, as_of: str | None, as_json: bool) -> None:
     )
     lines.append(f"{len(result.reminders)} planned, {len(result.deferred)} held back")
     click.echo("\n".join(lines))
+
+
+@main.command()
+@click.argument("customer_id")
+@click.option("--as-of", "as_of", default=None, help="A date (window opening) or ISO datetime.")
+@click.option("--html", is_flag=True, help="Print the HTML part instead of the text part.")
+@pass_ctx
+def preview(ctx: Ctx, customer_id: str, as_of: str | None, html: bool) -> None:
+    """Render the mail the plan has for one customer, as the customer would get it."""
+    loaded, now, result = _plan_at(ctx, as_of)
+    mails = [r for r in result.reminders if r.customer_id == customer_id and r.action == "email"]
+    if not mails:
+        why = result.window_note or next(
+            (d.reason for d in result.deferred if d.customer_id == customer_id),
+            "no stage is due for this customer",
+        )
+        err.print(f"no mail for {customer_id} at {now.isoformat()}: {why}", markup=False)
+        raise SystemExit(1)
+    mail = Renderer(loaded.templates_dir, loaded.rules).render(mails[0], now.date())
+    click.echo(f"To: {mails[0].customer_name} <{mails[0].to}>")
+    click.echo(f"Subject: {mail.subject}")
+    click.echo("")
+    click.echo(mail.html if html else mail.text)
 
 
 @main.command()

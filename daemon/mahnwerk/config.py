@@ -62,6 +62,8 @@ class _Loader(yaml.SafeLoader):
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: dict[Any, yaml.Node] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *shared`: merged keys may be overridden, that is its point
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             first = seen[key].start_mark
@@ -85,7 +87,11 @@ def load_rules(path: Path) -> LoadedRules:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigInvalid(
-            [ConfigError(name, 1, 1, "file not found", "run 'mahnwerk init DIR' or pass --config")]
+            [
+                ConfigError(
+                    name, 1, 1, "file not found", "'mahnwerk init DIR' writes one; or pass --config"
+                )
+            ]
         ) from None
     except UnicodeDecodeError as exc:
         line = text_line_of_offset(path.read_bytes(), exc.start)
@@ -149,8 +155,10 @@ def _errors(exc: ValidationError, root: yaml.Node | None, name: str) -> list[Con
         else:
             msg = str(err["msg"]).removeprefix("Value error, ")
             message = f"{where}: {msg}" if where else msg
-            if kind.startswith(("decimal", "float", "int")):
+            if kind.startswith(("decimal", "float", "int", "bool")):
                 hint = f"got {err.get('input')!r}"
+            if loc and loc[-1] == "[key]" and not isinstance(err.get("input"), str):
+                hint = f"quote the id, e.g. '{err.get('input')}': YAML reads it as a number"
         line, col = locate(root, loc, at_key=kind == "extra_forbidden")
         out.append(ConfigError(name, line, col, message, hint))
     return out
@@ -173,12 +181,14 @@ def locate(root: yaml.Node | None, loc: Loc, *, at_key: bool = False) -> tuple[i
     if node is None:
         return best
     best = (node.start_mark.line + 1, node.start_mark.column + 1)
-    for part in loc:
+    for i, part in enumerate(loc):
         nxt: yaml.Node | None = None
         if isinstance(node, yaml.MappingNode):
             for key_node, value_node in node.value:
                 if key_node.value == str(part):
-                    if at_key and part == loc[-1]:
+                    # pydantic's "[key]" after a part means the key itself is at fault.
+                    key_at_fault = loc[i + 1 : i + 2] == ("[key]",)
+                    if key_at_fault or (at_key and i == len(loc) - 1):
                         return (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                     nxt = value_node
                     break

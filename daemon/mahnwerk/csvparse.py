@@ -25,7 +25,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Literal
 
-from mahnwerk.models import CUSTOMER_TYPES, LANGUAGES, STATUSES, ZERO, Invoice
+from mahnwerk.models import CUSTOMER_TYPES, LANGUAGES, STATUSES, UNSAFE_TEXT, ZERO, Invoice
 
 Dialect = Literal["international", "german"]
 
@@ -40,15 +40,17 @@ _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
 # Names and numbers end up in mail headers; a line break there forges a header,
 # and the email package treats U+2028 and friends as line breaks too.
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_UNSAFE = UNSAFE_TEXT
 _EMAIL = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
 )
-_GERMAN_NUMBER = re.compile(r"(?P<whole>\d{1,3}(?:\.\d{3})+|\d+)(?:,(?P<frac>\d+))?")
-_INTERNATIONAL_NUMBER = re.compile(r"(?P<whole>\d{1,3}(?:,\d{3})+|\d+)(?:\.(?P<frac>\d+))?")
-_ISO_DATE = re.compile(r"(?P<y>\d{4})-(?P<m>\d{2})-(?P<d>\d{2})")
-_GERMAN_DATE = re.compile(r"(?P<d>\d{1,2})\.(?P<m>\d{1,2})\.(?P<y>\d{4})")
+_GERMAN_NUMBER = re.compile(r"(?P<whole>[0-9]{1,3}(?:\.[0-9]{3})+|[0-9]+)(?:,(?P<frac>[0-9]+))?")
+_INTERNATIONAL_NUMBER = re.compile(
+    r"(?P<whole>[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(?:\.(?P<frac>[0-9]+))?"
+)
+_ISO_DATE = re.compile(r"(?P<y>[0-9]{4})-(?P<m>[0-9]{2})-(?P<d>[0-9]{2})")
+_GERMAN_DATE = re.compile(r"(?P<d>[0-9]{1,2})\.(?P<m>[0-9]{1,2})\.(?P<y>[0-9]{4})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +80,9 @@ class ParseResult:
     errors: list[RowError]
     dialect: Dialect
     rows: int
+    # The file as a whole cannot be read (encoding, header): no row can be trusted,
+    # so even --skip-bad must not import from it.
+    fatal: bool = False
 
 
 class _Invalid(ValueError):
@@ -120,9 +125,9 @@ def _parse_email(raw: str, german: bool) -> str:
 def _number_hint(text: str, german: bool) -> str:
     if re.search(r"[€$£¥]|\b[A-Z]{3}\b", text):
         return f"{text!r} is not a plain number; put the currency in the currency column"
-    if german and re.fullmatch(r"\d+\.\d{1,2}", text):
+    if german and re.fullmatch(r"[0-9]+\.[0-9]{1,2}", text):
         return f"{text!r} uses a decimal point; the German form writes 1234,56 (decimal comma)"
-    if not german and re.fullmatch(r"\d+,\d{1,2}", text):
+    if not german and re.fullmatch(r"[0-9]+,[0-9]{1,2}", text):
         return f"{text!r} uses a decimal comma; the international form writes 1234.56"
     example = "1234,56 or 1.234,56" if german else '1234.56 or "1,234.56" (in quotes)'
     return f"{text!r} is not an amount; write it like {example}"
@@ -161,7 +166,7 @@ def _parse_money(raw: str, german: bool) -> Decimal:
 
 
 def _date_hint(text: str, german: bool) -> str:
-    if re.fullmatch(r"\d{1,2}\.\d{1,2}\.\d{2}", text):
+    if re.fullmatch(r"[0-9]{1,2}\.[0-9]{1,2}\.[0-9]{2}", text):
         return f"{text!r} has a two-digit year; write the year in full, like 15.10.2026"
     if not german and _GERMAN_DATE.fullmatch(text):
         return f"{text!r}: the international form writes ISO dates like 2026-10-15"
@@ -215,7 +220,8 @@ def _choice(options: tuple[str, ...]) -> Callable[[str, bool], str]:
 
 
 def _parse_tags(raw: str, german: bool) -> tuple[str, ...]:
-    tags = [tag.strip() for tag in raw.split(";")]
+    # Lower case: rules.yaml matches tags case-insensitively, and so does the store.
+    tags = [tag.strip().casefold() for tag in raw.split(";")]
     for tag in tags:
         if "," in tag:
             # A tag that never matches a policy is a silent typo; ',' is the usual culprit.
@@ -408,7 +414,7 @@ def parse_invoices(
     dialect = _detect(data)
     text, decode_error = _decode(data, filename)
     if decode_error is not None:
-        return ParseResult([], [decode_error], dialect, 0)
+        return ParseResult([], [decode_error], dialect, 0, fatal=True)
     german = dialect == "german"
     separator = ";" if german else ","
     errors: list[RowError] = []
@@ -427,7 +433,7 @@ def parse_invoices(
             columns = ", ".join(REQUIRED_COLUMNS)
             message = f"is empty; the first line must name the columns ({columns})"
             errors.append(RowError(filename, 1, None, None, message))
-        return ParseResult([], errors, dialect, 0)
+        return ParseResult([], errors, dialect, 0, fatal=True)
     positions, header_errors = _read_header(header_line, header, filename)
     errors.extend(header_errors)
     seen: dict[str, int] = {}
@@ -458,7 +464,7 @@ def parse_invoices(
         errors.extend(row_errors)
         if not header_errors and not row_errors:
             invoices.append((line, _invoice(values)))
-    return ParseResult(invoices, errors, dialect, rows)
+    return ParseResult(invoices, errors, dialect, rows, fatal=bool(header_errors))
 
 
 def _invoice(values: Mapping[str, object]) -> Invoice:

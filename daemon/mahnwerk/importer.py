@@ -9,9 +9,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 from mahnwerk import ledger
 from mahnwerk.models import Event, Invoice, invoice_to_json
+
+# Compared as numbers: "0" and "0.00" are the same amount, not a change to record.
+_MONEY = frozenset({"amount", "paid_amount"})
 
 
 @dataclass
@@ -58,7 +62,11 @@ def import_events(
             )
         else:
             old_wire = invoice_to_json(old)
-            changes = {k: [old_wire[k], v] for k, v in new_wire.items() if old_wire[k] != v}
+            changes = {
+                k: [old_wire[k], v]
+                for k, v in new_wire.items()
+                if old_wire[k] != v and not (k in _MONEY and Decimal(old_wire[k]) == Decimal(v))
+            }
             if not changes:
                 summary.unchanged += 1
             else:

@@ -6,7 +6,8 @@ stay cheap to build and cannot be changed behind the planner's back.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -20,6 +21,10 @@ LANGUAGES: tuple[str, ...] = ("de", "en")
 CUSTOMER_TYPES: tuple[str, ...] = ("b2b", "b2c")
 STATUSES: tuple[str, ...] = ("open", "paid", "cancelled")
 ZERO = Decimal(0)
+# Characters that must not reach a mail header or mislead a reader: controls, line and
+# paragraph separators (the email package breaks lines on them), bidi overrides and
+# zero-width characters.
+UNSAFE_TEXT = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 
 
 class Invoice(NamedTuple):
@@ -109,6 +114,18 @@ class History:
 
     def __bool__(self) -> bool:
         return bool(self._raw or self._sent or self.hold or self.stop)
+
+    def newest_first(self) -> Iterator[SentStage]:
+        """Sent stages from the newest back, parsed only as far as the caller reads."""
+        if self._sent is None and self._raw:
+            return (self._parse(e) for e in reversed(self._raw))
+        return reversed(self.sent)
+
+    def last_stage(self) -> str | None:
+        """The most recent stage's name, without parsing anything else."""
+        if self._sent is None and self._raw:
+            return self._raw[-1][0]
+        return self.sent[-1].stage if self.sent else None
 
     def last_sent(self) -> SentStage | None:
         if self._sent is None and self._raw:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
@@ -73,6 +73,8 @@ def plan(
     today = now.astimezone(tz).date()
     compiled = [(p.match, _compile(p)) for p in rules.policies]
     default = compiled[-1][1]
+    # Where a stage of any policy stands, for invoices that moved between policies.
+    known_days = {s.name: s.days for p in reversed(rules.policies) for s in p.stages}
     specific = compiled[:-1]
     overridden = bool(rules.overrides.invoices or rules.overrides.customers)
 
@@ -96,7 +98,7 @@ def plan(
                 if match.matches(inv):
                     policy = candidate
                     break
-            step = _next_due(inv, history, policy, today, tz)
+            step = _next_due(inv, history, policy, known_days, today, tz)
             if step is None:
                 continue
             if overridden or (history is not empty and (history.hold or history.stop)):
@@ -110,7 +112,7 @@ def plan(
         mails = [d for d in due if d.stage.action == "email"]
         handoffs = [d for d in due if d.stage.action == "escalate"]
         if mails:
-            contact = _customer_contacts(invs, histories)
+            contact = _customer_contacts(invs, histories, _week_before(now))
             limit = _contact_limit(contact, rules.contact_limits, now, today, tz)
             if limit is None:
                 reminders.append(_consolidate(customer_id, invs, mails, rules, today))
@@ -123,47 +125,63 @@ def plan(
     return Plan(now, True, "", None, tuple(reminders), tuple(deferred))
 
 
-def next_due_stage(
-    inv: Invoice, history: History, policy: Policy, today: date, tz: ZoneInfo
-) -> _Due | None:
-    """The stage this invoice is due for today, or None (see _next_due)."""
-    return _next_due(inv, history, _compile(policy), today, tz)
-
-
 def _next_due(
-    inv: Invoice, history: History, policy: _Compiled, today: date, tz: ZoneInfo
+    inv: Invoice,
+    history: History,
+    policy: _Compiled,
+    known_days: Mapping[str, int],
+    today: date,
+    tz: ZoneInfo,
 ) -> _Due | None:
     """Stages go strictly in order: stage k+1 needs stage k sent, and waits both
     for its own offset from the due date and for the gap between the two
     offsets counted from when stage k really went out. So a late start or a
     downtime never bursts or skips; a pre-due stage is skipped once due.
-    "Stage k" is the most recent stage of this policy in the thread, so a
-    customer moved to another policy goes on from where that policy stands.
+
+    Stage k is the most recent stage in the thread. When it is not one of this
+    policy's (the invoice moved to another policy, or a stage was renamed), its
+    place is found by its `days` in the policy that has it, else by how overdue
+    the invoice was when it went out; the invoice goes on from there, spaced
+    from that mail, and never gets a stage it already had.
     """
     last_index = -1
+    previous: str | None = None
+    previous_days = 0
     last_at: datetime | None = None
+    moved = False
     if history is not EMPTY_HISTORY:
-        # The most recent stage of this policy; normally the last entry.
-        last = history.last_sent()
-        if last is not None and last.stage in policy.index:
-            last_index, last_at = policy.index[last.stage], last.at
-        else:
-            for sent in reversed(history.sent):
-                if sent.stage in policy.index:
-                    last_index, last_at = policy.index[sent.stage], sent.at
-                    break
+        # Read by name only: the common "nothing due today" case parses no timestamp.
+        name = history.last_stage()
+        if name is not None and name in policy.index:
+            last_index = policy.index[name]
+            previous, previous_days = name, policy.days[last_index]
+        elif name is not None:
+            last = history.last_sent()
+            assert last is not None  # a history with a last stage has a last entry
+            previous, last_at, moved = last.stage, last.at, True
+            days = known_days.get(last.stage)
+            previous_days = (
+                (last.at.astimezone(tz).date() - inv.due_date).days if days is None else days
+            )
+            last_index = sum(1 for d in policy.days if d <= previous_days) - 1
     days_overdue = (today - inv.due_date).days
     index = last_index + 1
     count = len(policy.stages)
-    while index < count and policy.pre_due[index] and days_overdue >= 0:
+    sent_before = history.sent_names() if moved else frozenset()
+    while index < count and (
+        (policy.pre_due[index] and days_overdue >= 0) or policy.stages[index].name in sent_before
+    ):
         index += 1
     if index == count or days_overdue < policy.days[index]:
         return None
     stage = policy.stages[index]
-    previous = policy.stages[last_index] if last_index >= 0 else None
-    if previous is not None and last_at is not None:
-        spaced = last_at.astimezone(tz).date() + timedelta(days=stage.days - previous.days)
-        if today < spaced:
+    if previous is not None:
+        if last_at is None:
+            found = history.last_sent()
+            assert found is not None
+            last_at = found.at
+        sent_day = last_at.astimezone(tz).date()
+        if today < sent_day + timedelta(days=stage.days - previous_days):
             return None
     if days_overdue < 0:
         reason = f"{stage.name}: due in {_days(-days_overdue)}"
@@ -173,12 +191,14 @@ def _next_due(
         reason = f"{stage.name}: {_days(days_overdue)} overdue"
     if previous is not None and last_at is not None:
         ago = (today - last_at.astimezone(tz).date()).days
-        reason += f", {previous.name} sent {_days(ago)} ago"
+        reason += f", {previous} sent {_days(ago)} ago"
+        if moved:
+            reason += f" (now under policy {policy.policy.name})"
     else:
         reason += ", no reminder sent yet"
-    if index > last_index + 1:
-        skipped = ", ".join(s.name for s in policy.stages[last_index + 1 : index])
-        reason += f" ({skipped} skipped: due date passed)"
+    skipped = [s.name for s in policy.stages[last_index + 1 : index] if s.is_pre_due and not moved]
+    if skipped:
+        reason += f" ({', '.join(skipped)} skipped: due date passed)"
     return _Due(inv, policy.policy, stage, (index, stage.days), reason, days_overdue)
 
 
@@ -186,8 +206,11 @@ def _days(n: int) -> str:
     return "1 day" if n == 1 else f"{n} days"
 
 
-def _until(override_until: date | None, today: date) -> bool:
-    return override_until is None or today <= override_until
+def _paused(what: str, until: date | None, reason: str, today: date) -> str | None:
+    """The note for a pause that still holds today (`until` is the last paused day)."""
+    if until is not None and today > until:
+        return None
+    return f"{what}{f' until {until.isoformat()}' if until else ''}: {reason}"
 
 
 def _override_block(override: Override | None, whose: str, today: date) -> str | None:
@@ -196,20 +219,14 @@ def _override_block(override: Override | None, whose: str, today: date) -> str |
     if override.exclude is not None:
         return f"{whose} excluded: {override.exclude.reason}"
     pause = override.pause
-    if pause is not None and _until(pause.until, today):
-        until = f" until {pause.until.isoformat()}" if pause.until else ""
-        return f"{whose} paused{until}: {pause.reason}"
-    return None
+    return None if pause is None else _paused(f"{whose} paused", pause.until, pause.reason, today)
 
 
 def _history_block(history: History, today: date) -> str | None:
     if history.stop is not None:
         return f"stopped: {history.stop}"
     hold = history.hold
-    if hold is not None and _until(hold.until, today):
-        until = f" until {hold.until.isoformat()}" if hold.until else ""
-        return f"on hold{until}: {hold.reason}"
-    return None
+    return None if hold is None else _paused("on hold", hold.until, hold.reason, today)
 
 
 # Checked in this order; the first that applies holds the invoice back.
@@ -228,14 +245,33 @@ def _blocker(inv: Invoice, history: History, rules: Rules, today: date) -> str |
     return None
 
 
-def _customer_contacts(invs: list[Invoice], histories: Mapping[str, History]) -> list[datetime]:
-    """When the customer was mailed: one entry per mail, however many invoices it listed."""
+def _customer_contacts(
+    invs: list[Invoice], histories: Mapping[str, History], since: datetime
+) -> list[datetime]:
+    """When the customer was mailed: one entry per mail, however many invoices it listed.
+
+    Only what the limits can see: each invoice's newest mail, and the mails after
+    `since`. A thread is in time order, so the walk back stops at the first
+    older mail.
+    """
     seen: dict[str, datetime] = {}
     for inv in invs:
-        for sent in histories.get(inv.number, EMPTY_HISTORY).sent:
-            if sent.action == "email" and sent.mail_key not in seen:
+        history = histories.get(inv.number, EMPTY_HISTORY)
+        if history is EMPTY_HISTORY:
+            continue
+        for sent in history.newest_first():
+            if sent.action != "email":
+                continue
+            if sent.mail_key not in seen:
                 seen[sent.mail_key] = sent.at
+            if sent.at <= since:
+                break
     return list(seen.values())
+
+
+def _week_before(now: datetime) -> datetime:
+    # In UTC: on an aware local time, "minus 7 days" is wall-clock and off by the DST hour.
+    return now.astimezone(UTC) - timedelta(days=7)
 
 
 def _contact_limit(
@@ -250,7 +286,7 @@ def _contact_limit(
             f"contact limit: last mail {_days(gap)} ago ({last_day.isoformat()}), "
             f"at least {_days(limits.min_days_between)} between mails"
         )
-    week_ago = now - timedelta(days=7)
+    week_ago = _week_before(now)
     recent = sum(1 for at in mails if at > week_ago)
     if recent >= limits.max_per_week:
         return (
@@ -278,8 +314,9 @@ def _consolidate(
     """One mail for the customer listing every due invoice; its stage is the highest."""
     due = sorted(due, key=_by_due_date) if len(due) > 1 else due
     top = max(due, key=_by_rank) if len(due) > 1 else due[0]
-    # The newest invoice carries the customer's current name, address and language.
-    contact = max(invs, key=_by_issue_date) if len(invs) > 1 else invs[0]
+    # The newest due invoice carries the customer's current name, address and language;
+    # a paid or cancelled one may hold an address the customer has given up.
+    contact = max((d.invoice for d in due), key=_by_issue_date) if len(due) > 1 else due[0].invoice
     totals: dict[str, Decimal] = {}
     for d in due:
         inv = d.invoice

@@ -18,13 +18,12 @@ import holidays
 from babel import Locale, UnknownLocaleError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from mahnwerk.models import Invoice
+from mahnwerk.models import UNSAFE_TEXT, Invoice
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Name = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 Money = Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)]
-_HEADER_UNSAFE = re.compile(r"[\r\n\x00]")
 
 
 class LocatedError(ValueError):
@@ -44,8 +43,10 @@ class Strict(BaseModel):
 
 
 def _no_newlines(value: str) -> str:
-    if _HEADER_UNSAFE.search(value):
-        raise ValueError("must be a single line (no line breaks)")
+    if UNSAFE_TEXT.search(value):
+        raise ValueError(
+            "must be a single line of plain text (no line breaks or control characters)"
+        )
     return value
 
 
@@ -131,13 +132,14 @@ class SendWindow(Strict):
     def _holidays(cls, value: str | None) -> str | None:
         if value is None:
             return None
+        value = value.strip().upper()
         country, _, subdiv = value.partition("-")
-        try:
-            holidays.country_holidays(country, subdiv=subdiv or None)
-        except NotImplementedError as exc:
-            raise ValueError(f"no holiday calendar for country {country!r}") from exc
-        except Exception as exc:  # the library raises its own types for a bad subdivision
-            raise ValueError(f"no holiday calendar for {value!r}: {exc}") from exc
+        supported: dict[str, list[str]] = holidays.list_supported_countries()
+        if country not in supported:
+            raise ValueError(f"no holiday calendar for country {country!r} (e.g. DE, AT, CH)")
+        if subdiv and subdiv not in supported[country]:
+            known = ", ".join(f"{country}-{s}" for s in supported[country])
+            raise ValueError(f"{country} has no subdivision {subdiv!r}; known: {known}")
         return value
 
     @model_validator(mode="after")
@@ -148,12 +150,19 @@ class SendWindow(Strict):
 
 
 class ContactLimits(Strict):
-    min_days_between: int = Field(default=3, ge=0, le=365)
-    max_per_week: int = Field(default=2, ge=1, le=50)
+    min_days_between: int = Field(default=3, ge=0, le=365, strict=True)
+    max_per_week: int = Field(default=2, ge=1, le=50, strict=True)
 
 
 class Match(Strict):
     tags: list[str] = Field(default_factory=list, description="any of these tags")
+
+    @field_validator("tags")
+    @classmethod
+    def _lower(cls, value: list[str]) -> list[str]:
+        # Tags from the CSV are lower-cased too: `Key_Account` matches `key_account`.
+        return [t.casefold() for t in value]
+
     customer_type: Literal["b2b", "b2c"] | None = None
     min_amount: Money | None = None
     max_amount: Money | None = None
@@ -179,11 +188,11 @@ class Match(Strict):
 class Stage(Strict):
     name: Name
     description: str = ""
-    days: int = Field(ge=-365, le=3650, description="relative to the due date")
+    days: int = Field(ge=-365, le=3650, strict=True, description="relative to the due date")
     template: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_\-]+$")
     action: Literal["email", "escalate"] = "email"
     fee: Money | None = None
-    deadline_days: int | None = Field(default=None, ge=1, le=90)
+    deadline_days: int | None = Field(default=None, ge=1, le=90, strict=True)
 
     @model_validator(mode="after")
     def _template_for_email(self) -> Stage:

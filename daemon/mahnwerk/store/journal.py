@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 
 from mahnwerk.gcpause import paused_gc
+from mahnwerk.store.atomic import fsync_dir
 
 
 class JournalCorrupt(Exception):
@@ -156,8 +157,12 @@ def read_event_at(path: Path, offset: int) -> dict[str, Any]:
 
 def append(path: Path, good_end: int, data: bytes) -> int:
     """Append one unit after `good_end`, cutting any torn tail first; returns the new end."""
+    created = not path.exists()
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
+        if created:
+            # The file's name must be durable too, or a power cut can take the first unit.
+            fsync_dir(path.parent)
         if os.fstat(fd).st_size != good_end:
             os.ftruncate(fd, good_end)
         os.lseek(fd, good_end, os.SEEK_SET)

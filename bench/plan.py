@@ -64,6 +64,13 @@ def scenario(name: str, args: Any, rules: Rules, tmp: Path) -> dict[str, Any]:
 
     total, result = measure(full, args.repeat)
 
+    # The service (`mahnwerk run`) keeps its store open between ticks: view() replays
+    # only the journal tail and the Invoice/History conversions are cached per record.
+    service = open_store(state)
+    plan_from_store(service, rules, PLAN_NOW)
+    warm, _ = measure(lambda: plan_from_store(service, rules, PLAN_NOW), args.repeat)
+    service.close()
+
     # Where the time goes, on the same path taken apart.
     parts: dict[str, list[float]] = {
         "open + view": [],
@@ -90,24 +97,47 @@ def scenario(name: str, args: Any, rules: Rules, tmp: Path) -> dict[str, Any]:
 
     measure(split, args.repeat)
     timings = {key: Timing(runs) for key, runs in parts.items()}
+    planner_only = timings["plan()"]
     ratio = total.median / raw.median
+    planner_ratio = planner_only.median / raw.median
+    release = total.median - sum(t.median for t in timings.values())
     mails = sum(1 for r in result.reminders if r.action == "email")
     items = sum(len(r.items) for r in result.reminders)
 
-    print(f"{'measurement':<36}{'median':>11}{'best':>11}   target")
-    print(f"{'raw load (read + orjson.loads)':<36}{fmt_s(raw.median):>11}{fmt_s(raw.best):>11}")
-    print(f"{'  (same, collector on; info)':<36}{fmt_s(raw_gc.median):>11}{fmt_s(raw_gc.best):>11}")
-    ok_plan = "ok" if total.median <= TARGET_PLAN_S else "MISSED"
+    def verdict(ok: bool) -> str:
+        return "ok" if ok else "MISSED"
+
+    def row(label: str, timing: Timing, target: str = "") -> None:
+        print(f"{label:<40}{fmt_s(timing.median):>11}{fmt_s(timing.best):>11}   {target}")
+
+    print(f"{'measurement':<40}{'median':>11}{'best':>11}   target")
+    row("raw load (read + orjson.loads)", raw)
+    row("  (same, collector on; info)", raw_gc)
+    row(
+        "planner: plan() on the loaded store",
+        planner_only,
+        f"<= {TARGET_PLAN_S} s  {verdict(planner_only.median <= TARGET_PLAN_S)}",
+    )
     print(
-        f"{'plan (open store .. plan())':<36}{fmt_s(total.median):>11}{fmt_s(total.best):>11}"
-        f"   <= {TARGET_PLAN_S} s  {ok_plan}"
+        f"{'  ratio plan() / raw load':<40}{planner_ratio:>10.2f}x{'':>11}   "
+        f"<= {TARGET_RATIO:.0f}x    {verdict(planner_ratio <= TARGET_RATIO)}"
+    )
+    row(
+        "whole command path (cold: open .. plan)",
+        total,
+        f"<= {TARGET_PLAN_S} s  {verdict(total.median <= TARGET_PLAN_S)}",
     )
     for key, timing in timings.items():
-        print(f"{'  ' + key:<36}{fmt_s(timing.median):>11}{fmt_s(timing.best):>11}")
-    ok_ratio = "ok" if ratio <= TARGET_RATIO else "MISSED"
+        row(f"  {key}", timing)
+    print(f"{'  releasing the store (rest)':<40}{fmt_s(release):>11}")
     print(
-        f"{'ratio plan / raw load':<36}{ratio:>10.2f}x{total.best / raw.best:>10.2f}x"
-        f"   <= {TARGET_RATIO:.0f}x    {ok_ratio}"
+        f"{'  ratio whole path / raw load':<40}{ratio:>10.2f}x{'':>11}   "
+        f"<= {TARGET_RATIO:.0f}x    {verdict(ratio <= TARGET_RATIO)}"
+    )
+    row(
+        "plan, store already open (service)",
+        warm,
+        f"<= {TARGET_PLAN_S} s  {verdict(warm.median <= TARGET_PLAN_S)}",
     )
     print(
         f"planned: {mails:,} mails, {len(result.reminders) - mails:,} hand-offs, "
@@ -122,10 +152,13 @@ def scenario(name: str, args: Any, rules: Rules, tmp: Path) -> dict[str, Any]:
         "raw_load": raw.json(),
         "raw_load_collector_on": raw_gc.json(),
         "plan": total.json(),
+        "plan_store_open": warm.json(),
         "split": {key: t.json() for key, t in timings.items()},
         "ratio_median": round(ratio, 3),
+        "planner_ratio_median": round(planner_ratio, 3),
         "plan_ok": total.median <= TARGET_PLAN_S,
         "ratio_ok": ratio <= TARGET_RATIO,
+        "planner_ok": planner_only.median <= TARGET_PLAN_S and planner_ratio <= TARGET_RATIO,
         "mails": mails,
         "invoices_in_mails": items,
         "deferred": len(result.deferred),

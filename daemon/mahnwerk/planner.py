@@ -38,6 +38,7 @@ class _Compiled:
     stages: tuple[Stage, ...]
     days: tuple[int, ...]
     pre_due: tuple[bool, ...]
+    names: tuple[str, ...]
     index: dict[str, int]
 
 
@@ -48,6 +49,7 @@ def _compile(policy: Policy) -> _Compiled:
         stages,
         tuple(s.days for s in stages),
         tuple(s.is_pre_due for s in stages),
+        tuple(s.name for s in stages),
         {s.name: i for i, s in enumerate(stages)},
     )
 
@@ -175,13 +177,14 @@ def _next_due(
     if index == count or days_overdue < policy.days[index]:
         return None
     stage = policy.stages[index]
+    ago = 0
     if previous is not None:
         if last_at is None:
             found = history.last_sent()
             assert found is not None
             last_at = found.at
-        sent_day = last_at.astimezone(tz).date()
-        if today < sent_day + timedelta(days=stage.days - previous_days):
+        ago = (today - last_at.astimezone(tz).date()).days
+        if ago < policy.days[index] - previous_days:
             return None
     if days_overdue < 0:
         reason = f"{stage.name}: due in {_days(-days_overdue)}"
@@ -189,16 +192,15 @@ def _next_due(
         reason = f"{stage.name}: due today"
     else:
         reason = f"{stage.name}: {_days(days_overdue)} overdue"
-    if previous is not None and last_at is not None:
-        ago = (today - last_at.astimezone(tz).date()).days
+    if previous is not None:
         reason += f", {previous} sent {_days(ago)} ago"
         if moved:
             reason += f" (now under policy {policy.policy.name})"
     else:
         reason += ", no reminder sent yet"
-    skipped = [s.name for s in policy.stages[last_index + 1 : index] if s.is_pre_due and not moved]
-    if skipped:
-        reason += f" ({', '.join(skipped)} skipped: due date passed)"
+    if index > last_index + 1 and not moved:
+        skipped = ", ".join(policy.names[i] for i in range(last_index + 1, index))
+        reason += f" ({skipped} skipped: due date passed)"
     return _Due(inv, policy.policy, stage, (index, stage.days), reason, days_overdue)
 
 

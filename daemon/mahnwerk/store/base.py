@@ -22,11 +22,24 @@ class StoreBusy(StoreError):
     pass
 
 
-class StoreView:
-    """A consistent, read-only picture of the store at one moment."""
+# number -> (the record converted, its Invoice, its History). A record is replaced,
+# never changed, when an event touches it, so `cached[0] is record` says the
+# conversions still hold; the cache keeps the record alive, so its id is not reused.
+ConversionCache = dict[str, tuple[dict[str, Any], Invoice, History]]
 
-    def __init__(self, records: Mapping[str, dict[str, Any]]) -> None:
+
+class StoreView:
+    """A consistent, read-only picture of the store at one moment.
+
+    Conversions to Invoice and History are kept in a cache that outlives the
+    view, so a long-running service converts only what changed between ticks.
+    """
+
+    def __init__(
+        self, records: Mapping[str, dict[str, Any]], cache: ConversionCache | None = None
+    ) -> None:
         self._records = records
+        self._cache: ConversionCache = {} if cache is None else cache
 
     def __len__(self) -> int:
         return len(self._records)
@@ -37,18 +50,28 @@ class StoreView:
     def numbers(self) -> Iterator[str]:
         return iter(self._records)
 
+    def _converted(self, number: str, record: dict[str, Any]) -> tuple[Invoice, History]:
+        hit = self._cache.get(number)
+        if hit is not None and hit[0] is record:
+            return hit[1], hit[2]
+        invoice, history = invoice_of(record), history_of(record)
+        self._cache[number] = (record, invoice, history)
+        return invoice, history
+
     def invoice(self, number: str) -> Invoice | None:
         record = self._records.get(number)
-        return None if record is None else invoice_of(record)
+        return None if record is None else self._converted(number, record)[0]
 
     def invoices(self) -> list[Invoice]:
-        return [invoice_of(r) for r in self._records.values()]
+        converted = self._converted
+        return [converted(n, r)[0] for n, r in self._records.items()]
 
     def histories(self) -> dict[str, History]:
         """Only invoices with something in their history; the rest read as empty."""
         out = {}
+        converted = self._converted
         for number, record in self._records.items():
-            history = history_of(record)
+            history = converted(number, record)[1]
             if history is not EMPTY_HISTORY:
                 out[number] = history
         return out

@@ -31,7 +31,7 @@ from mahnwerk.gcpause import paused_gc
 from mahnwerk.models import Event
 from mahnwerk.store import journal
 from mahnwerk.store.atomic import atomic_write, remove_stale_temps
-from mahnwerk.store.base import StoreBusy, StoreError, StoreView
+from mahnwerk.store.base import ConversionCache, StoreBusy, StoreError, StoreView
 from mahnwerk.store.migrations import MIGRATIONS, Migration, SchemaTooNew, meta, migrate
 
 SNAPSHOT = "store.json"
@@ -75,7 +75,7 @@ class _Tx:
 
     @property
     def view(self) -> StoreView:
-        return StoreView(self._store._records)
+        return StoreView(self._store._records, self._store._cache)
 
     def add(self, event: Event) -> None:
         self.events.append(event)
@@ -101,6 +101,7 @@ class TinyDBStore:
         self._journal = self.dir / JOURNAL
         self._db = TinyDB(self.dir / SNAPSHOT, storage=AtomicJSONStorage)
         self._records: dict[str, dict[str, Any]] = {}
+        self._cache: ConversionCache = {}
         self._meta: dict[str, Any] = {}
         self._snap_ident: tuple[int, int, int] | None = None
         self._snap_pos = 0
@@ -114,7 +115,7 @@ class TinyDBStore:
     def view(self) -> StoreView:
         """The current state, including what other processes committed since."""
         self._refresh()
-        return StoreView(dict(self._records))
+        return StoreView(dict(self._records), self._cache)
 
     def thread(self, invoice_number: str) -> list[Event]:
         """The invoice's events, oldest first, read from the journal by offset."""
@@ -166,6 +167,7 @@ class TinyDBStore:
         with paused_gc():
             docs = (data.get("invoices") or {}).values()
             self._records = {r["invoice"]["number"]: r for r in docs}
+            self._cache.clear()
         self._snap_pos = self._pos = int(doc.get("journal_pos", 0))
         self._seq = int(doc.get("seq", 0))
         self._snap_ident = ident

@@ -1,7 +1,8 @@
 """The embedded store: a TinyDB snapshot plus an append-only journal of events.
 
 Files in the state directory:
-- `journal.log`: every thread event, one line per unit of work (journal.py). The truth.
+- `journal.log`: every thread event, a line each, and a commit line per unit of work
+  (journal.py). The truth.
 - `store.json`: a TinyDB document file with one record per invoice, the fold
   of the journal up to `journal_pos` (ledger.py). A cache: delete it and it is
   rebuilt from the journal.
@@ -198,7 +199,7 @@ class TinyDBStore:
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[_Tx]:
-        """One unit of work: exclusive across processes, committed as one journal line.
+        """One unit of work: exclusive across processes, committed with one journal write.
 
         Nothing is written if the body raises.
         """
@@ -269,7 +270,7 @@ class TinyDBStore:
                     os.close(fd)
                     raise StoreBusy(
                         f"another mahnwerk process (pid {holder}) has held the store "
-                        f"{self.dir} for {self.lock_timeout:.0f} s; try again later"
+                        f"{self.dir} for {self.lock_timeout:g} s; try again later"
                     ) from None
                 time.sleep(0.05)
         try:

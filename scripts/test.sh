@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Every test: lint, format check, types, then pytest. Installs what it needs.
 source "$(dirname "$0")/_env.sh"
+# The SMTP tests make a TLS certificate with the openssl command.
+command -v openssl >/dev/null || apt_install openssl
 echo "== ruff check"; ruff check .
 echo "== ruff format --check"; ruff format --check .
 echo "== mypy"; mypy

@@ -95,6 +95,11 @@ def _rules_copy(tmp_path: Path, old: str, new: str) -> tuple[Path, int]:
         ("        template: reminder_2\n", "        tempalte: reminder_2\n", "did you mean"),
         ("        template: reminder_2\n", "        template: reminder_3\n", "does not exist"),
         ("  max_per_week: 2", "  max_per_week: -2", "greater than or equal to 1"),
+        (
+            '  sender: "Muster Handel GmbH <forderungen@muster-handel.example>"',
+            "  sender: Muster, Handel GmbH <forderungen@muster-handel.example>",
+            "company.sender",
+        ),
     ],
 )
 def test_check_names_the_line_of_a_mistake(

@@ -21,6 +21,7 @@ CORE = [
     "importer.py",
     "csvparse.py",
     "rules.py",
+    "message.py",
 ]
 FORBIDDEN_MODULES = {
     "os",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 
 from mahnwerk.config import ConfigError, LoadedRules
+from mahnwerk.message import sender_domain
 from mahnwerk.models import LANGUAGES
 from mahnwerk.render import Renderer
 
@@ -28,7 +29,7 @@ def check_rules(loaded: LoadedRules) -> tuple[list[ConfigError], int]:
             )
         ], 0
     renderer = Renderer(templates_dir, loaded.rules)
-    errors: list[ConfigError] = []
+    errors: list[ConfigError] = _address_errors(loaded)
     checked: set[tuple[str, str]] = set()
     rendered = 0
     for pi, si, template in loaded.rules.referenced_templates():
@@ -68,3 +69,24 @@ def _hint(loaded: LoadedRules, template: str, language: str) -> str:
     if close:
         return f"did you mean {close[0]!r}?"
     return "available: " + (", ".join(names) if names else "none")
+
+
+def _address_errors(loaded: LoadedRules) -> list[ConfigError]:
+    """The From and Reply-To must each be one address: caught here, not at send time."""
+    company = loaded.rules.company
+    errors = []
+    for key, value in (("sender", company.sender), ("reply_to", company.reply_to)):
+        if value is None:
+            continue
+        try:
+            sender_domain(value)
+        except ValueError as exc:
+            errors.append(
+                loaded.error(
+                    ("company", key),
+                    f"company.{key}: {exc}",
+                    'one address, e.g. "Acme GmbH <forderungen@acme.example>"; '
+                    "quote a name with a comma",
+                )
+            )
+    return errors

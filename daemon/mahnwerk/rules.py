@@ -258,6 +258,30 @@ class Overrides(Strict):
     invoices: dict[str, Override] = Field(default_factory=dict)
 
 
+class Smtp(Strict):
+    """The outgoing mail server. The password never lives here: see password_env."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, ge=1, le=65535, strict=True)
+    security: Literal["ssl", "starttls", "none"] = "starttls"
+    username: str | None = None
+    password_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the password",
+    )
+    credential: str = Field(
+        default="smtp-password",
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="file in $CREDENTIALS_DIRECTORY holding the password (systemd)",
+    )
+    timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+    rate_per_minute: int = Field(default=30, ge=1, le=10_000, strict=True)
+    retry_for_hours: int = Field(
+        default=24, ge=1, le=24 * 14, strict=True, description="4xx and timeouts, then give up"
+    )
+
+
 def _default_languages() -> dict[Literal["de", "en"], str]:
     return {"de": "de_DE", "en": "en_GB"}
 
@@ -273,6 +297,7 @@ class Rules(Strict):
     contact_limits: ContactLimits = Field(default_factory=ContactLimits)
     policies: list[Policy] = Field(min_length=1)
     overrides: Overrides = Field(default_factory=Overrides)
+    smtp: Smtp | None = None
 
     @field_validator("languages")
     @classmethod

@@ -23,6 +23,7 @@ servers when the test ends.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import ssl
 import subprocess
@@ -217,6 +218,9 @@ def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
     if _certificate is None or not _certificate.cert.exists():
         openssl = shutil.which("openssl")
         if openssl is None:
+            # scripts/test.sh installs it; only a bare local run may skip the TLS tests.
+            if os.environ.get("CI"):
+                pytest.fail("the openssl command is needed to make a test certificate")
             pytest.skip("the openssl command is needed to make a test certificate")
         where = tmp_path_factory.mktemp("tls")
         cert, key = where / "cert.pem", where / "key.pem"

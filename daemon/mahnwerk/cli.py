@@ -19,8 +19,8 @@ from mahnwerk import __version__
 from mahnwerk.checks import check_rules
 from mahnwerk.config import ConfigInvalid, LoadedRules, load_rules
 from mahnwerk.csvparse import parse_invoices
-from mahnwerk.importer import import_events
-from mahnwerk.models import Invoice, invoice_to_json
+from mahnwerk.importer import OPEN_ITEMS_SHARE, ImportRefused, import_events
+from mahnwerk.models import invoice_to_json
 from mahnwerk.plan_types import Plan
 from mahnwerk.planning import plan_from_store
 from mahnwerk.render import Renderer
@@ -31,9 +31,6 @@ from mahnwerk.store.tinydb_store import TinyDBStore
 
 # Files larger than this many rows get a progress bar.
 PROGRESS_ROWS = 2000
-# An open-items list that would settle more than this share of the open invoices at
-# once is more likely a truncated export than a payment run: it needs --force.
-OPEN_ITEMS_SHARE = 0.5
 
 # Errors on stderr, never wrapped: they name file:line:column and must stay greppable.
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -163,28 +160,6 @@ def check(ctx: Ctx) -> None:
     )
 
 
-def _check_open_items(
-    rows: int, marked_paid: int, existing: dict[str, Invoice], force: bool
-) -> None:
-    """Refuse what looks like a truncated export rather than settle invoices by mistake."""
-    still_open = sum(1 for inv in existing.values() if inv.status == "open")
-    if rows == 0 and still_open:
-        err.print(
-            "--open-items: the file lists no invoice, which would mark every open invoice "
-            "paid; nothing imported",
-            markup=False,
-        )
-        raise SystemExit(1)
-    if not force and still_open and marked_paid > OPEN_ITEMS_SHARE * still_open:
-        err.print(
-            f"--open-items would mark {marked_paid} of {still_open} open invoices paid "
-            f"(more than {OPEN_ITEMS_SHARE:.0%}): is the export complete? Nothing imported; "
-            "use --force if it is right",
-            markup=False,
-        )
-        raise SystemExit(1)
-
-
 @main.command(name="import")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False, exists=True))
 @click.option("--open-items", is_flag=True, help="The file lists all open items; others are paid.")
@@ -230,16 +205,20 @@ def import_(
         with store.transaction() as tx:
             existing = {inv.number: inv for inv in tx.view.invoices()}
             bar.update(task, description="comparing", completed=0, total=len(parsed.invoices))
-            summary = import_events(
-                existing,
-                parsed.invoices,
-                source=file.name,
-                open_items=open_items,
-                now=now,
-                progress=lambda n: bar.advance(task, n),
-            )
-            if open_items:
-                _check_open_items(parsed.rows, summary.marked_paid, existing, force)
+            try:
+                summary = import_events(
+                    existing,
+                    parsed.invoices,
+                    source=file.name,
+                    open_items=open_items,
+                    now=now,
+                    force=force,
+                    progress=lambda n: bar.advance(task, n),
+                )
+            except ImportRefused as exc:
+                bar.stop()
+                err.print(f"{exc}; nothing imported", markup=False)
+                raise SystemExit(1) from None
             bar.update(task, description="writing")
             tx.add_all(summary.events)
     summary.skipped = len({e.line for e in parsed.errors})
@@ -312,7 +291,7 @@ def preview(ctx: Ctx, customer_id: str, as_of: str | None, html: bool) -> None:
         )
         err.print(f"no mail for {customer_id} at {now.isoformat()}: {why}", markup=False)
         raise SystemExit(1)
-    mail = Renderer(loaded.templates_dir, loaded.rules).render(mails[0], now.date())
+    mail = Renderer(loaded.templates_dir, loaded.rules).render(mails[0], mails[0].planned_day)
     click.echo(f"To: {mails[0].customer_name} <{mails[0].to}>")
     click.echo(f"Subject: {mail.subject}")
     click.echo("")

@@ -38,9 +38,6 @@ _MAX_WHOLE_DIGITS = 12
 # form feeds and U+2028, which would shift every reported line number after them.
 _LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")
 _LINE_BREAK = re.compile(rb"\r\n|\r|\n")
-# Names and numbers end up in mail headers; a line break there forges a header,
-# and the email package treats U+2028 and friends as line breaks too.
-_UNSAFE = UNSAFE_TEXT
 _EMAIL = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
@@ -96,7 +93,7 @@ class _Invalid(ValueError):
 def _single_line(raw: str, german: bool) -> str:
     # Checked after stripping: surrounding whitespace is dropped anyway and harmless.
     text = raw.strip()
-    if _UNSAFE.search(text):
+    if UNSAFE_TEXT.search(text):
         raise _Invalid(
             "contains a line break or control character; it would end up in mail headers, "
             "so remove it"
@@ -106,7 +103,7 @@ def _single_line(raw: str, german: bool) -> str:
 
 def _parse_email(raw: str, german: bool) -> str:
     text = raw.strip()
-    if re.search(r"\s", text) or _UNSAFE.search(text):
+    if re.search(r"\s", text) or UNSAFE_TEXT.search(text):
         raise _Invalid(f"{text!r} must be a single address without spaces or line breaks")
     if "," in text or ";" in text:
         raise _Invalid(f"{text!r} must be one address, not a list")
@@ -226,7 +223,7 @@ def _parse_tags(raw: str, german: bool) -> tuple[str, ...]:
         if "," in tag:
             # A tag that never matches a policy is a silent typo; ',' is the usual culprit.
             raise _Invalid(f"tag {tag!r} contains ','; separate tags with ';'")
-        if _UNSAFE.search(tag):
+        if UNSAFE_TEXT.search(tag):
             raise _Invalid(f"tag {tag!r} contains a line break or control character")
     return tuple(dict.fromkeys(tag for tag in tags if tag))
 

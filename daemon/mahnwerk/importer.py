@@ -9,13 +9,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
 
 from mahnwerk import ledger
 from mahnwerk.models import Event, Invoice, invoice_to_json
 
-# Compared as numbers: "0" and "0.00" are the same amount, not a change to record.
-_MONEY = frozenset({"amount", "paid_amount"})
+# An open-items list that would settle more than this share of the open invoices at
+# once is more likely a truncated export than a payment run: it needs `force`.
+OPEN_ITEMS_SHARE = 0.5
+
+
+class ImportRefused(ValueError):
+    """The file would do something an operator must confirm; nothing is to be written."""
 
 
 @dataclass
@@ -35,12 +39,16 @@ def import_events(
     source: str,
     open_items: bool,
     now: datetime,
+    force: bool = False,
     progress: Callable[[int], None] | None = None,
 ) -> ImportSummary:
     """Events that bring the store in line with the file.
 
     With `open_items`, the file is the complete list of open items: an open
     invoice missing from it was settled, and is marked paid with that reason.
+    An empty list, or one settling more than OPEN_ITEMS_SHARE of the open
+    invoices (unless `force`), raises ImportRefused: a truncated export must not
+    silently stop every reminder.
     """
     summary = ImportSummary()
     seen: set[str] = set()
@@ -61,11 +69,12 @@ def import_events(
                 )
             )
         else:
+            # Compared as values, not wire strings: 0 and 0.00 are the same amount.
             old_wire = invoice_to_json(old)
             changes = {
-                k: [old_wire[k], v]
-                for k, v in new_wire.items()
-                if old_wire[k] != v and not (k in _MONEY and Decimal(old_wire[k]) == Decimal(v))
+                k: [old_wire[k], new_wire[k]]
+                for k, a, b in zip(Invoice._fields, old, inv, strict=True)
+                if a != b
             }
             if not changes:
                 summary.unchanged += 1
@@ -96,4 +105,21 @@ def import_events(
                         {"source": source},
                     )
                 )
+        _check_open_items(len(seen), summary.marked_paid, existing, force)
     return summary
+
+
+def _check_open_items(
+    listed: int, marked_paid: int, existing: Mapping[str, Invoice], force: bool
+) -> None:
+    still_open = sum(1 for inv in existing.values() if inv.status == "open")
+    if listed == 0 and still_open:
+        raise ImportRefused(
+            "--open-items: the file lists no invoice, which would mark every open invoice paid"
+        )
+    if not force and still_open and marked_paid > OPEN_ITEMS_SHARE * still_open:
+        raise ImportRefused(
+            f"--open-items would mark {marked_paid} of {still_open} open invoices paid "
+            f"(more than {OPEN_ITEMS_SHARE:.0%}): is the export complete? "
+            "Use --force if it is right"
+        )

@@ -128,9 +128,7 @@ class History:
         return self.sent[-1].stage if self.sent else None
 
     def last_sent(self) -> SentStage | None:
-        if self._sent is None and self._raw:
-            return self._parse(self._raw[-1])
-        return self.sent[-1] if self.sent else None
+        return next(self.newest_first(), None)
 
     def sent_names(self) -> frozenset[str]:
         return frozenset(s.stage for s in self.sent)

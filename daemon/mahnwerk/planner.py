@@ -79,6 +79,7 @@ def plan(
     known_days = {s.name: s.days for p in reversed(rules.policies) for s in p.stages}
     specific = compiled[:-1]
     overridden = bool(rules.overrides.invoices or rules.overrides.customers)
+    week_ago = _week_before(now)
 
     by_customer: dict[str, list[Invoice]] = defaultdict(list)
     for inv in invoices:
@@ -114,8 +115,8 @@ def plan(
         mails = [d for d in due if d.stage.action == "email"]
         handoffs = [d for d in due if d.stage.action == "escalate"]
         if mails:
-            contact = _customer_contacts(invs, histories, _week_before(now))
-            limit = _contact_limit(contact, rules.contact_limits, now, today, tz)
+            contact = _customer_contacts(invs, histories, week_ago)
+            limit = _contact_limit(contact, rules.contact_limits, week_ago, today, tz)
             if limit is None:
                 reminders.append(_consolidate(customer_id, invs, mails, rules, today))
             else:
@@ -171,7 +172,7 @@ def _next_due(
     count = len(policy.stages)
     sent_before = history.sent_names() if moved else frozenset()
     while index < count and (
-        (policy.pre_due[index] and days_overdue >= 0) or policy.stages[index].name in sent_before
+        (policy.pre_due[index] and days_overdue >= 0) or policy.names[index] in sent_before
     ):
         index += 1
     if index == count or days_overdue < policy.days[index]:
@@ -277,7 +278,7 @@ def _week_before(now: datetime) -> datetime:
 
 
 def _contact_limit(
-    mails: list[datetime], limits: ContactLimits, now: datetime, today: date, tz: ZoneInfo
+    mails: list[datetime], limits: ContactLimits, week_ago: datetime, today: date, tz: ZoneInfo
 ) -> str | None:
     if not mails:
         return None
@@ -288,7 +289,6 @@ def _contact_limit(
             f"contact limit: last mail {_days(gap)} ago ({last_day.isoformat()}), "
             f"at least {_days(limits.min_days_between)} between mails"
         )
-    week_ago = _week_before(now)
     recent = sum(1 for at in mails if at > week_ago)
     if recent >= limits.max_per_week:
         return (

@@ -310,8 +310,22 @@ def test_shipped_stage(language: Language, template: str, subject: str, phrases:
 
 
 def test_every_stage_in_the_shipped_rules_is_covered() -> None:
-    shipped = {t for _, _, t in RULES.referenced_templates()}
+    shipped = {
+        t
+        for pi, si, t in RULES.referenced_templates()
+        if RULES.policies[pi].stages[si].action == "email"
+    }
     assert shipped == {t for _, t, _, _ in STAGE_CASES} == set(STAGES)
+
+
+@pytest.mark.parametrize("language", LANGS)
+def test_the_escalation_notice_names_customer_invoices_and_totals(language: Language) -> None:
+    mail = renderer().render(stage_mail("escalate", language), TODAY)
+    for part in (mail.text, mail.html):
+        assert "None" not in part
+        for item in stage_mail("escalate", language).items:
+            assert item.invoice.number in part
+    assert "mahnwerk thread" in mail.text
 
 
 @pytest.mark.parametrize(("language", "template"), [(lang, t) for lang in LANGS for t in STAGES])

@@ -33,6 +33,9 @@ from mahnwerk.store import journal as journal_mod
 from mahnwerk.store.migrations import MIGRATIONS, Migration, Snapshot, meta
 from mahnwerk.store.tinydb_store import JOURNAL, SNAPSHOT
 
+LATEST = max(m.version for m in MIGRATIONS)
+ALL = [m.name for m in MIGRATIONS]
+
 WORKER = Path(__file__).with_name("_store_worker.py")
 T0 = at(TODAY, 9)
 T1 = at(TODAY + timedelta(days=1), 10, 30)
@@ -301,9 +304,9 @@ def test_deleted_snapshot_is_rebuilt_from_the_journal(
     commit(store, note("C", "after the rebuild"))
     store.checkpoint()
     # The rewritten snapshot still says which schema it is in.
-    assert snapshot_meta(state).get("schema") == 1
+    assert snapshot_meta(state).get("schema") == LATEST
     assert snapshot_meta(state)["journal_pos"] == (state / JOURNAL).stat().st_size
-    assert store.schema_version == 1
+    assert store.schema_version == LATEST
     again = TinyDBStore(state)
     assert again.thread("C") == [*THREADS["C"], store.thread("C")[-1]]
     assert picture(again, ["A", "B"]) == picture(store, ["A", "B"])
@@ -528,26 +531,39 @@ def test_view_does_not_change_under_later_commits(tmp_path: Path) -> None:
 # -- schema versions and migrations ------------------------------------------------------
 
 
-def test_new_store_records_schema_1_and_the_initial_migration(tmp_path: Path) -> None:
+def test_new_store_records_the_latest_schema_and_every_migration(tmp_path: Path) -> None:
     state = tmp_path / "state"
     store = TinyDBStore(state)
-    assert store.schema_version == 1
-    assert store.applied_migrations == ["0001_initial"]
-    assert snapshot_meta(state)["schema"] == 1
-    assert snapshot_meta(state)["migrations"] == ["0001_initial"]
+    assert store.schema_version == LATEST
+    assert store.applied_migrations == ALL
+    assert snapshot_meta(state)["schema"] == LATEST
+    assert snapshot_meta(state)["migrations"] == ALL
     commit(store, imported("A"))
     store.checkpoint()
-    assert snapshot_meta(state)["migrations"] == ["0001_initial"]
-    assert TinyDBStore(state).applied_migrations == ["0001_initial"]
+    assert snapshot_meta(state)["migrations"] == ALL
+    assert TinyDBStore(state).applied_migrations == ALL
+
+
+def test_a_schema_1_store_is_upgraded_to_the_outbox_and_keeps_its_threads(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    old = TinyDBStore(state, migrations=MIGRATIONS[:1])
+    commit(old, *UNITS[0])
+    old.checkpoint()
+    before = picture(old, ["A"])
+    old.close()
+    store = TinyDBStore(state)
+    assert store.applied_migrations == ALL
+    assert picture(store, ["A"]) == before
+    assert store.view().entries() == []
 
 
 def _newer(calls: list[str]) -> list[Migration]:
     def add_marker(snapshot: Snapshot) -> Snapshot:
-        calls.append("0002_test")
+        calls.append("0099_test")
         meta(snapshot)["marker"] = "0002 was here"
         return snapshot
 
-    return [*MIGRATIONS, Migration(2, "0002_test", add_marker)]
+    return [*MIGRATIONS, Migration(LATEST + 1, "0099_test", add_marker)]
 
 
 def _open_after_newer(state: Path) -> None:
@@ -581,7 +597,7 @@ def test_store_from_a_newer_mahnwerk_is_refused_with_upgrade_hint(
     with pytest.raises(StoreError, match="upgrade"):
         use_with_old_code(state)
     assert journal_bytes(state) == journal_before
-    assert snapshot_meta(state)["schema"] == 2
+    assert snapshot_meta(state)["schema"] == LATEST + 1
 
 
 @pytest.mark.parametrize("existing", [True, False], ids=["existing store", "new store"])
@@ -596,19 +612,19 @@ def test_injected_migration_is_applied_once_and_recorded(tmp_path: Path, existin
     migrations = _newer(calls)
 
     store = TinyDBStore(state, migrations=migrations)
-    assert calls == ["0002_test"]
-    assert store.schema_version == 2
-    assert store.applied_migrations == ["0001_initial", "0002_test"]
-    assert snapshot_meta(state)["migrations"] == ["0001_initial", "0002_test"]
+    assert calls == ["0099_test"]
+    assert store.schema_version == LATEST + 1
+    assert store.applied_migrations == [*ALL, "0099_test"]
+    assert snapshot_meta(state)["migrations"] == [*ALL, "0099_test"]
     assert snapshot_meta(state)["marker"] == "0002 was here"
     commit(store, imported("Z"))
     store.checkpoint()
     for _ in range(2):
         again = TinyDBStore(state, migrations=migrations)
-        assert again.applied_migrations == ["0001_initial", "0002_test"]
+        assert again.applied_migrations == [*ALL, "0099_test"]
         commit(again, note("Z", "another day"))
-    assert calls == ["0002_test"]
-    assert snapshot_meta(state)["migrations"] == ["0001_initial", "0002_test"]
+    assert calls == ["0099_test"]
+    assert snapshot_meta(state)["migrations"] == [*ALL, "0099_test"]
     last = TinyDBStore(state, migrations=migrations)
     assert [e.type for e in last.thread("Z")] == ["imported", "note", "note"]
     if existing:

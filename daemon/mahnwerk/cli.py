@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,14 +20,25 @@ from mahnwerk import __version__
 from mahnwerk.checks import check_rules
 from mahnwerk.config import ConfigInvalid, LoadedRules, load_rules
 from mahnwerk.csvparse import parse_invoices
+from mahnwerk.delivery import Tick, TickReport
 from mahnwerk.importer import OPEN_ITEMS_SHARE, ImportRefused, import_events
-from mahnwerk.models import invoice_to_json
+from mahnwerk.models import Event, invoice_to_json
+from mahnwerk.outbox import (
+    ADDRESS_CLEARED,
+    OPEN_STATES,
+    Entry,
+    InvalidTransition,
+    cancel,
+    confirm,
+    release,
+)
 from mahnwerk.plan_types import Plan
 from mahnwerk.planning import plan_from_store
 from mahnwerk.render import Renderer
 from mahnwerk.resources import SHIPPED, shipped_root
+from mahnwerk.sentfolder import imap_hooks
 from mahnwerk.settings import default_state_dir, resolve_as_of
-from mahnwerk.store import StoreError, open_store
+from mahnwerk.store import StoreError, messages, open_store
 from mahnwerk.store.tinydb_store import TinyDBStore
 
 # Files larger than this many rows get a progress bar.
@@ -347,6 +359,169 @@ def invoices(ctx: Ctx, customer: str | None, status: str | None, as_json: bool) 
             for i in rows
         )
     )
+
+
+def _run_tick(ctx: Ctx, as_of: str | None) -> TickReport:
+    loaded = ctx.rules()
+    try:
+        now = resolve_as_of(as_of, loaded.rules)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    store = ctx.store()
+    try:
+        return Tick(
+            store, loaded, now, environ=os.environ, **imap_hooks(loaded.rules, os.environ)
+        ).run()
+    except StoreError as exc:
+        err.print(f"tick: {exc}", markup=False)
+        raise SystemExit(1) from None
+
+
+@main.command()
+@click.option("--as-of", "as_of", default=None, help="A date (window opening) or ISO datetime.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_ctx
+def tick(ctx: Ctx, as_of: str | None, as_json: bool) -> None:
+    """Run one cycle: plan, queue, deliver over SMTP and record every step in the threads."""
+    report = _run_tick(ctx, as_of)
+    if as_json:
+        _echo_json(report.to_json())
+    else:
+        lines = [f"tick at {report.now.isoformat(timespec='minutes')}"]
+        if not report.window_open:
+            lines.append(f"send window closed: {report.window_note}; nothing delivered")
+        lines.extend(
+            f"{s.result:<10} {s.stage:<13} {s.customer_id} <{s.to}>  {s.detail}"
+            for s in report.steps
+        )
+        counts = ", ".join(
+            f"{report.count(r)} {r}"
+            for r in ("queued", "sent", "retry", "failed", "unknown", "cancelled", "escalated")
+            if report.count(r)
+        )
+        lines.append(counts or "nothing to do")
+        click.echo("\n".join(lines))
+    for e in report.errors:
+        err.print(e, markup=False)
+    if report.errors:
+        raise SystemExit(1)
+
+
+def _entry(store: TinyDBStore, key: str) -> Entry:
+    entry = store.view().entry(key)
+    if entry is None:
+        err.print(f"no outbox entry {key!r}", markup=False)
+        raise SystemExit(1)
+    return entry
+
+
+def _change(
+    ctx: Ctx, key: str, step: Callable[[Entry, datetime, str], list[Event]], why: str
+) -> None:
+    loaded = ctx.rules()
+    store = ctx.store()
+    _entry(store, key)
+    now = datetime.now(loaded.rules.company.tz)
+    try:
+        with store.transaction() as tx:
+            entry = tx.view.entry(key)
+            assert entry is not None
+            events = step(entry, now, why)
+            tx.add_all(events)
+    except InvalidTransition as exc:
+        err.print(str(exc), markup=False)
+        raise SystemExit(1) from None
+    click.echo(f"{key}: {events[0].reason}")
+
+
+@main.group(invoke_without_command=True)
+@click.option("--all", "show_all", is_flag=True, help="Also the mails sent and cancelled.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON object.")
+@click.pass_context
+def outbox(click_ctx: click.Context, show_all: bool, as_json: bool) -> None:
+    """List mails waiting, failed or of unknown fate, and the addresses refused for good."""
+    if click_ctx.invoked_subcommand is not None:
+        return
+    ctx: Ctx = click_ctx.obj
+    view = ctx.store().view()
+    entries = view.entries()
+    if not show_all:
+        entries = [e for e in entries if e.state in OPEN_STATES]
+    entries.sort(key=lambda e: (e.queued_at, e.key))
+    addresses = sorted(view.addresses(), key=lambda a: a["email"].casefold())
+    if as_json:
+        _echo_json({"entries": [e.to_json() for e in entries], "undeliverable": addresses})
+        return
+    lines = []
+    for e in entries:
+        last = f"  {e.last['response']}" if e.last else ""
+        lines.append(
+            f"{e.state:<9} {e.stage:<13} {e.customer_id} <{e.to}> "
+            f"{'+'.join(e.numbers)}  {e.key}{last}"
+        )
+    lines.extend(
+        f"undeliverable <{a['email']}> since {a['at'][:10]}: {a['response']}" for a in addresses
+    )
+    click.echo("\n".join(lines) if lines else "outbox is empty")
+
+
+@outbox.command(name="retry")
+@click.argument("key")
+@pass_ctx
+def outbox_retry(ctx: Ctx, key: str) -> None:
+    """Send a failed or unknown mail again (same Message-ID)."""
+    _change(ctx, key, release, "released by a person: send again with the same Message-ID")
+
+
+@outbox.command(name="confirm")
+@click.argument("key")
+@pass_ctx
+def outbox_confirm(ctx: Ctx, key: str) -> None:
+    """Record a mail of unknown fate as delivered (e.g. found in the Sent folder by hand)."""
+    _change(ctx, key, confirm, "confirmed as delivered by a person")
+
+
+@outbox.command(name="cancel")
+@click.argument("key")
+@pass_ctx
+def outbox_cancel(ctx: Ctx, key: str) -> None:
+    """Never send this mail; its invoices are planned afresh on the next tick."""
+    _change(ctx, key, cancel, "cancelled by a person")
+
+
+@outbox.command(name="show")
+@click.argument("key")
+@pass_ctx
+def outbox_show(ctx: Ctx, key: str) -> None:
+    """Print the stored message (the exact bytes sent) and the entry's events."""
+    store = ctx.store()
+    entry = _entry(store, key)
+    for e in store.outbox_thread(key):
+        click.echo(f"{e.at.isoformat(timespec='seconds')}  {e.type:<18} {e.reason}")
+    click.echo("")
+    try:
+        data = messages.get(store.dir, entry.eml)
+    except StoreError as exc:
+        err.print(str(exc), markup=False)
+        raise SystemExit(1) from None
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+
+
+@outbox.command(name="unblock")
+@click.argument("email")
+@pass_ctx
+def outbox_unblock(ctx: Ctx, email: str) -> None:
+    """Allow mail to an address the server refused, once it is known to work again."""
+    loaded = ctx.rules()
+    store = ctx.store()
+    now = datetime.now(loaded.rules.company.tz)
+    with store.transaction() as tx:
+        if email.casefold() not in tx.view.undeliverable():
+            err.print(f"{email} is not marked undeliverable", markup=False)
+            raise SystemExit(1)
+        tx.add(Event("", ADDRESS_CLEARED, now, f"{email} cleared by a person", {"email": email}))
+    click.echo(f"{email}: mail may go there again from the next tick")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,6 +18,7 @@ from mahnwerk.models import (
     History,
     Hold,
     Invoice,
+    Pending,
     invoice_from_json,
 )
 
@@ -33,10 +34,23 @@ RESUMED = "resumed"
 STOPPED = "stopped"
 STOP_LIFTED = "stop_lifted"
 NOTE = "note"
+# The outbox's steps, mirrored on every invoice the mail lists (outbox.py has the entry's own).
+REMINDER_QUEUED = "reminder_queued"
+DELIVERY_DEFERRED = "delivery_deferred"
+DELIVERY_UNKNOWN = "delivery_unknown"
+DELIVERY_FAILED = "delivery_failed"
+REMINDER_CANCELLED = "reminder_cancelled"
 
 
 def new_record(invoice_wire: dict[str, Any]) -> Record:
-    return {"invoice": dict(invoice_wire), "sent": [], "hold": None, "stop": None, "thread": []}
+    return {
+        "invoice": dict(invoice_wire),
+        "sent": [],
+        "hold": None,
+        "stop": None,
+        "pending": None,
+        "thread": [],
+    }
 
 
 def _imported(record: Record | None, event: Event) -> Record:
@@ -68,7 +82,17 @@ def _sent(action: str) -> Callable[[Record | None, Event], Record | None]:
         if record is None:
             return None
         entry = [event.data["stage"], event.at.isoformat(), event.data["mail_key"], action]
-        return {**record, "sent": [*record["sent"], entry]}
+        return {**record, "sent": [*record["sent"], entry], "pending": None}
+
+    return effect
+
+
+def _pending(state: str | None) -> Callable[[Record | None, Event], Record | None]:
+    def effect(record: Record | None, event: Event) -> Record | None:
+        if record is None:
+            return None
+        pending = None if state is None else [event.data["stage"], event.data["mail_key"], state]
+        return {**record, "pending": pending}
 
     return effect
 
@@ -97,6 +121,11 @@ EFFECTS: dict[str, Callable[[Record | None, Event], Record | None]] = {
     RESUMED: _field("hold", lambda e: None),
     STOPPED: _field("stop", lambda e: e.reason),
     STOP_LIFTED: _field("stop", lambda e: None),
+    REMINDER_QUEUED: _pending("queued"),
+    DELIVERY_DEFERRED: _pending("retry"),
+    DELIVERY_UNKNOWN: _pending("unknown"),
+    DELIVERY_FAILED: _pending("failed"),
+    REMINDER_CANCELLED: _pending(None),
 }
 
 
@@ -114,9 +143,13 @@ def history_of(record: Record) -> History:
     sent = record["sent"]
     hold = record["hold"]
     stop = record["stop"]
-    if not sent and hold is None and stop is None:
+    # Records written before the outbox existed have no "pending".
+    pending = record.get("pending")
+    if not sent and hold is None and stop is None and pending is None:
         return EMPTY_HISTORY
     if hold is not None:
         until = hold["until"]
         hold = Hold(hold["reason"], None if until is None else date.fromisoformat(until))
-    return History(hold=hold, stop=stop, raw=sent)
+    return History(
+        hold=hold, stop=stop, raw=sent, pending=None if pending is None else Pending(*pending)
+    )

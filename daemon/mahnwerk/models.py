@@ -76,6 +76,15 @@ class Hold:
     until: date | None = None
 
 
+class Pending(NamedTuple):
+    """A mail in the outbox that lists the invoice: the invoice waits until it is settled."""
+
+    stage: str
+    mail_key: str
+    # queued, retry, sending, unknown or failed: what a person sees in `mahnwerk outbox`.
+    state: str
+
+
 class History:
     """What the planner needs to know of an invoice's thread, folded from its events.
 
@@ -84,7 +93,7 @@ class History:
     the full list only for customers with something due (contact limits).
     """
 
-    __slots__ = ("_raw", "_sent", "hold", "stop")
+    __slots__ = ("_raw", "_sent", "hold", "pending", "stop")
 
     def __init__(
         self,
@@ -93,12 +102,15 @@ class History:
         stop: str | None = None,
         *,
         raw: Sequence[Sequence[str]] | None = None,
+        pending: Pending | None = None,
     ) -> None:
         self._sent: tuple[SentStage, ...] | None = None if raw else tuple(sent)
         self._raw = raw
         self.hold = hold
         # A stop a person must lift (dispute, undeliverable address); None while dunning may go on.
         self.stop = stop
+        # A mail for this invoice that is in the outbox and not yet sent (or cancelled).
+        self.pending = pending
 
     @staticmethod
     def _parse(entry: Sequence[str]) -> SentStage:
@@ -113,7 +125,7 @@ class History:
         return self._sent
 
     def __bool__(self) -> bool:
-        return bool(self._raw or self._sent or self.hold or self.stop)
+        return bool(self._raw or self._sent or self.hold or self.stop or self.pending)
 
     def newest_first(self) -> Iterator[SentStage]:
         """Sent stages from the newest back, parsed only as far as the caller reads."""
@@ -136,13 +148,21 @@ class History:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, History):
             return NotImplemented
-        return (self.sent, self.hold, self.stop) == (other.sent, other.hold, other.stop)
+        return (self.sent, self.hold, self.stop, self.pending) == (
+            other.sent,
+            other.hold,
+            other.stop,
+            other.pending,
+        )
 
     def __hash__(self) -> int:
-        return hash((self.sent, self.hold, self.stop))
+        return hash((self.sent, self.hold, self.stop, self.pending))
 
     def __repr__(self) -> str:
-        return f"History(sent={self.sent!r}, hold={self.hold!r}, stop={self.stop!r})"
+        return (
+            f"History(sent={self.sent!r}, hold={self.hold!r}, stop={self.stop!r}, "
+            f"pending={self.pending!r})"
+        )
 
 
 EMPTY_HISTORY = History()

@@ -59,11 +59,14 @@ def plan(
     histories: Mapping[str, History],
     rules: Rules,
     now: datetime,
+    undeliverable: Mapping[str, str] | None = None,
 ) -> Plan:
     """Plan one run at `now` (timezone-aware).
 
     All invoices go in, paid and cancelled ones too: their threads still count
-    towards a customer's contact limits.
+    towards a customer's contact limits. `undeliverable` maps casefolded
+    addresses the mail server refused for good to why; nothing more goes to
+    them until the address changes or a person clears it.
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
@@ -104,7 +107,9 @@ def plan(
             step = _next_due(inv, history, policy, known_days, today, tz)
             if step is None:
                 continue
-            if overridden or (history is not empty and (history.hold or history.stop)):
+            if overridden or (
+                history is not empty and (history.hold or history.stop or history.pending)
+            ):
                 blocker = _blocker(inv, history, rules, today)
                 if blocker is not None:
                     deferred.append(Deferred(customer_id, (inv.number,), step.stage.name, blocker))
@@ -118,7 +123,19 @@ def plan(
             contact = _customer_contacts(invs, histories, week_ago)
             limit = _contact_limit(contact, rules.contact_limits, week_ago, today, tz)
             if limit is None:
-                reminders.append(_consolidate(customer_id, invs, mails, rules, today))
+                mail = _consolidate(customer_id, invs, mails, rules, today)
+                refused = undeliverable.get(mail.to.casefold()) if undeliverable else None
+                if refused is None:
+                    reminders.append(mail)
+                else:
+                    deferred.append(
+                        Deferred(
+                            customer_id,
+                            tuple(sorted(mail.invoice_numbers)),
+                            mail.stage,
+                            f"address {mail.to} is undeliverable: {refused}",
+                        )
+                    )
             else:
                 top = max(mails, key=lambda d: d.rank)
                 numbers = tuple(sorted(d.invoice.number for d in mails))
@@ -226,6 +243,9 @@ def _override_block(override: Override | None, whose: str, today: date) -> str |
 
 
 def _history_block(history: History, today: date) -> str | None:
+    pending = history.pending
+    if pending is not None:
+        return f"{pending.stage} is in the outbox ({pending.state}): {pending.mail_key}"
     if history.stop is not None:
         return f"stopped: {history.stop}"
     hold = history.hold

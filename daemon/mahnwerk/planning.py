@@ -19,4 +19,4 @@ from mahnwerk.store.base import Repository
 def plan_from_store(store: Repository, rules: Rules, now: datetime) -> Plan:
     with paused_gc():
         view = store.view()
-        return plan(view.invoices(), view.histories(), rules, now)
+        return plan(view.invoices(), view.histories(), rules, now, view.undeliverable())

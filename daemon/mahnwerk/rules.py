@@ -258,8 +258,8 @@ class Overrides(Strict):
     invoices: dict[str, Override] = Field(default_factory=dict)
 
 
-class Smtp(Strict):
-    """The outgoing mail server. The password never lives here: see password_env."""
+class Server(Strict):
+    """A mail server login. The password never lives here: see password_env and credential."""
 
     host: str = Field(min_length=1)
     port: int = Field(default=587, ge=1, le=65535, strict=True)
@@ -276,10 +276,62 @@ class Smtp(Strict):
         description="file in $CREDENTIALS_DIRECTORY holding the password (systemd)",
     )
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
+
+
+class Smtp(Server):
+    """The outgoing mail server."""
+
     rate_per_minute: int = Field(default=30, ge=1, le=10_000, strict=True)
     retry_for_hours: int = Field(
         default=24, ge=1, le=24 * 14, strict=True, description="4xx and timeouts, then give up"
     )
+
+
+class Imap(Server):
+    """The mailbox the replies arrive in (and, optionally, the Sent folder)."""
+
+    port: int = Field(default=993, ge=1, le=65535, strict=True)
+    security: Literal["ssl", "starttls", "none"] = "ssl"
+    credential: str = Field(
+        default="imap-password",
+        pattern=r"^[A-Za-z0-9_.\-]+$",
+        description="file in $CREDENTIALS_DIRECTORY holding the password (systemd)",
+    )
+    folder: str = Field(default="INBOX", min_length=1)
+    # Where sent reminders are looked up after a crash left their outcome unknown.
+    sent_folder: str | None = Field(default=None, min_length=1)
+    # APPEND a copy of each sent reminder to sent_folder (off: Gmail and M365 keep their own).
+    append_sent: bool = False
+
+    @field_validator("folder", "sent_folder")
+    @classmethod
+    def _folder(cls, value: str | None) -> str | None:
+        return value if value is None else _no_newlines(value)
+
+    @model_validator(mode="after")
+    def _append_needs_folder(self) -> Imap:
+        if self.append_sent and self.sent_folder is None:
+            raise ValueError("append_sent needs a sent_folder to append to")
+        return self
+
+
+class Outbox(Strict):
+    """What happens to a mail whose delivery cannot be told (a crash or a lost reply after DATA)."""
+
+    # hold: a person decides (`mahnwerk outbox confirm|retry`); resend: again, same Message-ID.
+    on_unknown: Literal["hold", "resend"] = "hold"
+
+
+class Notify(Strict):
+    """The person who takes over: escalations (and, later, disputes) are mailed here."""
+
+    to: str = Field(min_length=3)
+    language: Literal["de", "en"] = "de"
+
+    @field_validator("to")
+    @classmethod
+    def _single_line(cls, value: str) -> str:
+        return _no_newlines(value)
 
 
 def _default_languages() -> dict[Literal["de", "en"], str]:
@@ -298,6 +350,9 @@ class Rules(Strict):
     policies: list[Policy] = Field(min_length=1)
     overrides: Overrides = Field(default_factory=Overrides)
     smtp: Smtp | None = None
+    imap: Imap | None = None
+    outbox: Outbox = Field(default_factory=Outbox)
+    notify: Notify | None = None
 
     @field_validator("languages")
     @classmethod

@@ -17,23 +17,21 @@ import socket
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Literal
 
+from mahnwerk.credentials import password
+from mahnwerk.outcome import Outcome, OutcomeKind, backoff, gives_up
 from mahnwerk.rules import Smtp
+
+__all__ = ["Outcome", "SmtpConnectError", "SmtpSession", "backoff", "gives_up", "password"]
 
 log = logging.getLogger(__name__)
 
-OutcomeKind = Literal["accepted", "temporary", "permanent"]
 ConnectStage = Literal["DNS", "connect", "TLS", "authentication"]
-SmtpCommand = Literal["MAIL", "RCPT", "DATA"]
 
 RATE_WINDOW_SECONDS = 60.0
-BACKOFF_BASE_SECONDS = 60.0
-BACKOFF_CAP_SECONDS = 3600.0
 
 # Lone CR or LF: the DATA payload must already be in wire form so that the bytes the
 # thread stores as proof are the bytes the server received.
@@ -51,75 +49,6 @@ class SmtpConnectError(Exception):
     def __init__(self, stage: ConnectStage, host: str, port: int, detail: str) -> None:
         super().__init__(f"{stage} failed for {host}:{port}: {detail}")
         self.stage: ConnectStage = stage
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What the server said about one mail, in the terms the outbox acts on.
-
-    `response` is the server's own text (for an accepted mail, the reply to the
-    end of DATA, usually carrying its queue id): the thread keeps it as proof of
-    sending. `command` names the step whose reply decided (None when the
-    connection failed): only a refusal at RCPT says the address itself is bad,
-    while 5xx at MAIL means our account or sender address is. `maybe_delivered`
-    marks the dangerous case of a lost reply after the whole message was
-    transmitted: the server may have queued it, so a blind resend could deliver
-    it twice.
-    """
-
-    kind: OutcomeKind
-    code: int | None
-    response: str
-    refused: tuple[tuple[str, int, str], ...] = ()
-    maybe_delivered: bool = False
-    command: SmtpCommand | None = None
-
-
-def password(settings: Smtp, environ: Mapping[str, str]) -> str | None:
-    """Find the SMTP password without it ever being written into rules.yaml.
-
-    The environment variable wins because it is what an operator sets by hand;
-    the systemd credential file is the unattended route. An empty variable
-    counts as unset so that `FOO=` in a unit file does not hide the credential.
-    """
-    if settings.password_env:
-        value = environ.get(settings.password_env)
-        if value:
-            return value
-    directory = environ.get("CREDENTIALS_DIRECTORY")
-    if not directory:
-        return None
-    try:
-        text = (Path(directory) / settings.credential).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    # Editors and `echo` add one newline; anything beyond that belongs to the password.
-    if text.endswith("\r\n"):
-        text = text[:-2]
-    elif text.endswith("\n"):
-        text = text[:-1]
-    return text or None
-
-
-def backoff(attempt: int) -> float:
-    """Seconds to wait before retry number `attempt` (0 = the first retry).
-
-    Deterministic, so tests and the outbox's schedule are exact; capped because a
-    mail server that is down for hours should still be retried hourly.
-    """
-    if attempt < 0:
-        raise ValueError("attempt must be >= 0")
-    # Stop doubling early: 2**attempt for a huge attempt is pointless work.
-    return min(BACKOFF_BASE_SECONDS * (1 << min(attempt, 32)), BACKOFF_CAP_SECONDS)
-
-
-def gives_up(first_failure_at: float, now: float, settings: Smtp) -> bool:
-    """Whether a mail that keeps failing temporarily should go to a person instead.
-
-    Both times are wall-clock seconds (time.time()), as the outbox keeps them
-    across restarts; a monotonic clock would restart from zero.
-    """
-    return now - first_failure_at >= settings.retry_for_hours * 3600
 
 
 def _text(reply: bytes | str) -> str:
@@ -297,13 +226,25 @@ class SmtpSession:
         except (smtplib.SMTPException, OSError):
             self._broken()
 
-    def send(self, data: bytes, mail_from: str, rcpt_to: Sequence[str]) -> Outcome:
+    def send(
+        self,
+        data: bytes,
+        mail_from: str,
+        rcpt_to: Sequence[str],
+        before_payload: Callable[[], None] | None = None,
+    ) -> Outcome:
         """Hand one message to the server and report what it said, without retrying.
 
         `data` must be the exact wire form (CRLF line endings, ending in CRLF), so
         the copy the thread stores is byte for byte what the server accepted.
         All recipients get the mail or none does: if any is refused, DATA is
         never sent, so a retry cannot reach the others twice.
+
+        `before_payload` runs once the server has said 354 and before the first
+        byte of the message: the outbox records the attempt there, so that a crash
+        before that point provably left nothing at the server (a message without
+        its final dot is never delivered). If it raises, the connection is
+        dropped without the dot and the exception propagates.
 
         Raises SmtpConnectError if a needed reconnect fails; the mail was then not
         handed over, and the rest of the batch will not fare better.
@@ -315,14 +256,19 @@ class SmtpSession:
         self._wait_for_rate()
         conn = self._conn or self._connect()
         try:
-            return self._transaction(conn, data, mail_from, rcpt_to)
+            return self._transaction(conn, data, mail_from, rcpt_to, before_payload)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             # OSError covers TimeoutError and ConnectionError raised by the socket.
             self._broken()
             return Outcome("temporary", None, str(exc) or type(exc).__name__)
 
     def _transaction(
-        self, conn: smtplib.SMTP, data: bytes, mail_from: str, rcpt_to: Sequence[str]
+        self,
+        conn: smtplib.SMTP,
+        data: bytes,
+        mail_from: str,
+        rcpt_to: Sequence[str],
+        before_payload: Callable[[], None] | None,
     ) -> Outcome:
         options: list[str] = []
         if conn.has_extn("size"):
@@ -362,6 +308,12 @@ class SmtpSession:
             # A 2xx here would be a protocol violation, not an acceptance.
             kind = _kind(code) if code >= 400 else "temporary"
             return Outcome(kind, code, _text(reply), command="DATA")
+        if before_payload is not None:
+            try:
+                before_payload()
+            except BaseException:
+                self._broken()
+                raise
         conn.send(_LEADING_DOT.sub(b"..", data) + b".\r\n")
         try:
             code, reply = conn.getreply()

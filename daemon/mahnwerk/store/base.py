@@ -12,6 +12,7 @@ from typing import Any, Protocol
 
 from mahnwerk.ledger import history_of, invoice_of
 from mahnwerk.models import EMPTY_HISTORY, Event, History, Invoice
+from mahnwerk.outbox import Entry, undeliverable_reasons
 
 
 class StoreError(Exception):
@@ -36,10 +37,16 @@ class StoreView:
     """
 
     def __init__(
-        self, records: Mapping[str, dict[str, Any]], cache: ConversionCache | None = None
+        self,
+        records: Mapping[str, dict[str, Any]],
+        cache: ConversionCache | None = None,
+        outbox: Mapping[str, dict[str, Any]] | None = None,
+        addresses: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         self._records = records
         self._cache: ConversionCache = {} if cache is None else cache
+        self._outbox = outbox or {}
+        self._addresses = addresses or {}
 
     def __len__(self) -> int:
         return len(self._records)
@@ -76,6 +83,21 @@ class StoreView:
                 out[number] = history
         return out
 
+    def entries(self) -> list[Entry]:
+        """Every outbox entry, sent and cancelled ones included."""
+        return [Entry.from_json(e) for e in self._outbox.values()]
+
+    def entry(self, key: str) -> Entry | None:
+        raw = self._outbox.get(key)
+        return None if raw is None else Entry.from_json(raw)
+
+    def addresses(self) -> list[dict[str, Any]]:
+        """The addresses the mail server refused for good, with why and when."""
+        return [dict(a) for a in self._addresses.values()]
+
+    def undeliverable(self) -> dict[str, str]:
+        return undeliverable_reasons(self._addresses)
+
 
 class Transaction(Protocol):
     @property
@@ -92,5 +114,7 @@ class Repository(Protocol):
     def transaction(self) -> AbstractContextManager[Transaction]: ...
 
     def thread(self, invoice_number: str) -> list[Event]: ...
+
+    def outbox_thread(self, key: str) -> list[Event]: ...
 
     def close(self) -> None: ...

@@ -28,7 +28,15 @@ def _initial(snapshot: Snapshot) -> Snapshot:
     }
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "0001_initial", _initial),)
+def _outbox(snapshot: Snapshot) -> Snapshot:
+    # Invoice records gain "pending" lazily (ledger.history_of reads it with .get).
+    return {**snapshot, "outbox": snapshot.get("outbox") or {}, "addresses": {}}
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "0001_initial", _initial),
+    Migration(2, "0002_outbox", _outbox),
+)
 
 
 class SchemaTooNew(Exception):

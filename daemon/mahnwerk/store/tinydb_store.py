@@ -3,9 +3,10 @@
 Files in the state directory:
 - `journal.log`: every thread event, a line each, and a commit line per unit of work
   (journal.py). The truth.
-- `store.json`: a TinyDB document file with one record per invoice, the fold
-  of the journal up to `journal_pos` (ledger.py). A cache: delete it and it is
-  rebuilt from the journal.
+- `store.json`: a TinyDB document file with one record per invoice (ledger.py),
+  one per outbox entry (outbox.py) and one per undeliverable address: the fold
+  of the journal up to `journal_pos`. A cache: delete it and it is rebuilt
+  from the journal.
 - `lock`: held (flock) by the one process that may write.
 
 A unit of work is one journal append (one write, fsync'd): O(1), whatever
@@ -27,7 +28,7 @@ from typing import Any
 import orjson
 from tinydb import Storage, TinyDB
 
-from mahnwerk import ledger
+from mahnwerk import ledger, outbox
 from mahnwerk.gcpause import paused_gc
 from mahnwerk.models import Event
 from mahnwerk.store import journal
@@ -76,7 +77,8 @@ class _Tx:
 
     @property
     def view(self) -> StoreView:
-        return StoreView(self._store._records, self._store._cache)
+        store = self._store
+        return StoreView(store._records, store._cache, store._outbox, store._addresses)
 
     def add(self, event: Event) -> None:
         self.events.append(event)
@@ -102,6 +104,8 @@ class TinyDBStore:
         self._journal = self.dir / JOURNAL
         self._db = TinyDB(self.dir / SNAPSHOT, storage=AtomicJSONStorage)
         self._records: dict[str, dict[str, Any]] = {}
+        self._outbox: dict[str, dict[str, Any]] = {}
+        self._addresses: dict[str, dict[str, Any]] = {}
         self._cache: ConversionCache = {}
         self._meta: dict[str, Any] = {}
         self._snap_ident: tuple[int, int, int] | None = None
@@ -116,7 +120,9 @@ class TinyDBStore:
     def view(self) -> StoreView:
         """The current state, including what other processes committed since."""
         self._refresh()
-        return StoreView(dict(self._records), self._cache)
+        return StoreView(
+            dict(self._records), self._cache, dict(self._outbox), dict(self._addresses)
+        )
 
     def thread(self, invoice_number: str) -> list[Event]:
         """The invoice's events, oldest first, read from the journal by offset."""
@@ -128,6 +134,20 @@ class TinyDBStore:
             return [
                 Event.from_json(journal.read_event_at(self._journal, offset))
                 for offset in record["thread"]
+            ]
+        except journal.JournalCorrupt as exc:
+            raise StoreError(str(exc)) from None
+
+    def outbox_thread(self, key: str) -> list[Event]:
+        """An outbox entry's own events, oldest first."""
+        self._refresh()
+        entry = self._outbox.get(key)
+        if entry is None:
+            return []
+        try:
+            return [
+                Event.from_json(journal.read_event_at(self._journal, offset))
+                for offset in entry["thread"]
             ]
         except journal.JournalCorrupt as exc:
             raise StoreError(str(exc)) from None
@@ -168,6 +188,10 @@ class TinyDBStore:
         with paused_gc():
             docs = (data.get("invoices") or {}).values()
             self._records = {r["invoice"]["number"]: r for r in docs}
+            self._outbox = {e["key"]: e for e in (data.get("outbox") or {}).values()}
+            self._addresses = {
+                a["email"].casefold(): a for a in (data.get("addresses") or {}).values()
+            }
             self._cache.clear()
         self._snap_pos = self._pos = int(doc.get("journal_pos", 0))
         self._seq = int(doc.get("seq", 0))
@@ -188,6 +212,15 @@ class TinyDBStore:
     def _apply(self, seq: int, events: list[tuple[int, dict[str, Any]]]) -> None:
         for offset, raw in events:
             event = Event.from_json(raw)
+            if event.type in outbox.OUTBOX_EVENTS:
+                key = event.data["key"]
+                entry = outbox.apply(self._outbox.get(key), event)
+                if entry is not None:
+                    self._outbox[key] = {**entry, "thread": [*entry["thread"], offset]}
+                continue
+            if event.type in outbox.ADDRESS_EVENTS:
+                outbox.apply_address(self._addresses, event)
+                continue
             record = ledger.apply(self._records.get(event.invoice), event)
             if record is None:
                 continue
@@ -230,6 +263,8 @@ class TinyDBStore:
         data = {
             "_meta": {"1": self._meta},
             "invoices": {str(i): r for i, r in enumerate(self._records.values(), 1)},
+            "outbox": {str(i): e for i, e in enumerate(self._outbox.values(), 1)},
+            "addresses": {str(i): a for i, a in enumerate(self._addresses.values(), 1)},
         }
         self._db.storage.write(data)
         self._snap_pos = self._pos

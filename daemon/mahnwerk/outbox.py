@@ -384,7 +384,10 @@ def after_outcome(
 def fail(entry: Entry, now: datetime, reason: str, **said: Any) -> list[Event]:
     """Refused for good: a person must look; a bad address blocks further mail to it."""
     events = _step(entry, FAILED, now, f"{reason}; see `mahnwerk outbox`", **said)
-    if said.get("command") == "RCPT" and entry.kind == "reminder":
+    code = said.get("code")
+    refused_for_good = isinstance(code, int) and 500 <= code < 600
+    # Only a 5xx at RCPT says the address itself is bad; a 4xx past the deadline does not.
+    if refused_for_good and said.get("command") == "RCPT" and entry.kind == "reminder":
         events.append(
             Event(
                 "",

@@ -22,6 +22,8 @@ CORE = [
     "csvparse.py",
     "rules.py",
     "message.py",
+    "outbox.py",
+    "outcome.py",
 ]
 FORBIDDEN_MODULES = {
     "os",

@@ -18,6 +18,7 @@ from _factory import at
 from _workspace import import_samples, load, smtp_section, write_rules
 from mahnwerk import faults
 from mahnwerk.delivery import Tick, TickReport
+from mahnwerk.models import Event
 from mahnwerk.outbox import Entry
 from mahnwerk.store import TinyDBStore
 
@@ -195,3 +196,34 @@ def test_without_a_notify_address_the_hand_off_is_recorded_in_the_thread(
     assert escalated
     assert all("no notify address in rules.yaml" in e.reason for e in escalated)
     assert not any(b"Handed over" in m.data or b"bergabe" in m.data for m in smtp_server.messages)
+
+
+def test_a_mail_cancelled_as_out_of_date_is_queued_afresh_the_same_day(
+    tmp_path: Path, smtp_server: loopback.LoopbackSmtp
+) -> None:
+    config, state = _workspace(tmp_path, smtp_server.port)
+    smtp_server.handler.fail("MAIL", 451, times=1)
+    run(state, config, DAY)
+    store = TinyDBStore(state)
+    (retry,) = [e for e in store.view().entries() if e.state == "retry"]
+    number = retry.numbers[0]
+    invoice = store.view().invoice(number)
+    assert invoice is not None
+    part = invoice.amount / 2
+    with store.transaction() as tx:
+        change = {"paid_amount": [str(invoice.paid_amount), str(part)]}
+        tx.add(Event(number, "updated", at(DAY, 10), "partly paid", {"changes": change}))
+    store.close()
+    report = run(state, config, DAY, 12)
+    assert [s.result for s in report.steps if s.key == retry.key] == ["cancelled"]
+    fresh = [s for s in report.steps if s.key == f"{retry.key}~2"]
+    assert [s.result for s in fresh] == ["queued", "sent"]
+    (mail,) = [m for m in smtp_server.messages if f"{retry.key}~2".encode() in m.data]
+    store = TinyDBStore(state)
+    entry = store.view().entry(f"{retry.key}~2")
+    assert entry is not None and entry.state == "sent"
+    amounts = {i.number: i.open_amount for i in entry.items}
+    assert amounts[number] == invoice.amount - part
+    assert entry.message_id != retry.message_id
+    assert mail.data.count(b"X-Mahnwerk-Key") == 1
+    assert not [m for m in smtp_server.messages if f"{retry.key}\r\n".encode() in m.data]

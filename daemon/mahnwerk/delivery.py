@@ -58,6 +58,10 @@ SentLookup = Callable[[Sequence[Entry]], Mapping[str, bool]]
 Filer = Callable[[bytes], None]
 
 
+class _Withdrawn(Exception):
+    """The mail stopped being due while the tick was on its way to sending it."""
+
+
 class TickBusy(StoreError):
     """Another tick is running on this state directory."""
 
@@ -220,13 +224,17 @@ class Tick:
         if not reminders:
             return
         view = self.store.view()
-        known = {e.key for e in view.entries()}
-        earlier = self._earlier_ids(view.entries())
+        entries = view.entries()
+        states = {e.key: e.state for e in entries}
+        earlier = self._earlier_ids(entries)
         units: list[list[Event]] = []
         direct: list[Event] = []
         for r in reminders:
-            if r.key in known:  # planned and queued before (a second tick the same day)
-                continue
+            if r.key in states:
+                if states[r.key] != "cancelled":
+                    continue  # queued before: a second tick the same day adds nothing
+                # Cancelled as out of date and planned again the same day: a new entry.
+                r = replace(r, key=_free_key(r.key, states))
             try:
                 if r.action == "escalate" and (self.rules.notify is None or r.template is None):
                     direct += self._hand_off_unmailed(r)
@@ -362,12 +370,17 @@ class Tick:
         def before_payload() -> None:
             with self.store.transaction() as tx:
                 current = tx.view.entry(entry.key)
-                if current is None:
-                    raise StoreError(f"{entry.key} vanished from the outbox")
+                if current is None or current.state not in outbox.TRANSITIONS[outbox.ATTEMPT][0]:
+                    # A person cancelled it (`mahnwerk outbox cancel`) since the tick began.
+                    raise _Withdrawn(current.state if current else "gone")
                 tx.add_all(outbox.attempt(current, self.now))
             crash_point("attempt")
 
-        outcome = session.send(data, self._mail_from, [entry.to], before_payload)
+        try:
+            outcome = session.send(data, self._mail_from, [entry.to], before_payload)
+        except _Withdrawn as exc:
+            self._step(entry, "skipped", f"not sent: it is {exc} now")
+            return
         if outcome.kind == "accepted":
             crash_point("accepted")
         self._record(entry.key, outcome)
@@ -411,6 +424,13 @@ class Tick:
         self.report.steps.append(
             Step(entry.key, entry.customer_id, entry.stage, entry.to, result, detail)
         )
+
+
+def _free_key(key: str, taken: Mapping[str, str]) -> str:
+    n = 2
+    while f"{key}~{n}" in taken:
+        n += 1
+    return f"{key}~{n}"
 
 
 def _addr_spec(value: str) -> str:

@@ -190,3 +190,12 @@ def test_company_fields_refuse_invisible_line_breaks_and_bidi(tmp_path: Path, na
     path, _ = _broken(tmp_path, "  name: Muster Handel GmbH", f'  name: "{name}"')
     with pytest.raises(ConfigInvalid, match="single line of plain text"):
         load_rules(path)
+
+
+def test_the_port_follows_the_security_unless_given() -> None:
+    from mahnwerk.rules import Imap, Smtp
+
+    assert [Smtp(host="h", security=s).port for s in ("ssl", "starttls", "none")] == [465, 587, 25]
+    assert [Imap(host="h", security=s).port for s in ("ssl", "starttls", "none")] == [993, 143, 143]
+    assert Smtp(host="h").port == 587 and Imap(host="h").port == 993
+    assert Imap(host="h", security="starttls", port=1143).port == 1143

@@ -36,7 +36,7 @@ from mahnwerk.plan_types import Plan
 from mahnwerk.planning import plan_from_store
 from mahnwerk.render import Renderer
 from mahnwerk.resources import SHIPPED, shipped_root
-from mahnwerk.sentfolder import imap_hooks
+from mahnwerk.sentfolder import SentFolder
 from mahnwerk.settings import default_state_dir, resolve_as_of
 from mahnwerk.store import StoreError, messages, open_store
 from mahnwerk.store.tinydb_store import TinyDBStore
@@ -369,9 +369,13 @@ def _run_tick(ctx: Ctx, as_of: str | None) -> TickReport:
         raise click.BadParameter(str(exc)) from None
     store = ctx.store()
     try:
-        return Tick(
-            store, loaded, now, environ=os.environ, **imap_hooks(loaded.rules, os.environ)
-        ).run()
+        folder = SentFolder.hooks_for(loaded.rules.imap, os.environ)
+        hooks = folder.tick_hooks() if folder is not None else {}
+        try:
+            return Tick(store, loaded, now, environ=os.environ, **hooks).run()
+        finally:
+            if folder is not None:
+                folder.close()
     except StoreError as exc:
         err.print(f"tick: {exc}", markup=False)
         raise SystemExit(1) from None
@@ -390,15 +394,14 @@ def tick(ctx: Ctx, as_of: str | None, as_json: bool) -> None:
         lines = [f"tick at {report.now.isoformat(timespec='minutes')}"]
         if not report.window_open:
             lines.append(f"send window closed: {report.window_note}; nothing delivered")
+        # One line per mail, with where it ended up (--json has every step).
+        last = {s.key: s for s in report.steps}
         lines.extend(
             f"{s.result:<10} {s.stage:<13} {s.customer_id} <{s.to}>  {s.detail}"
-            for s in report.steps
+            for s in last.values()
         )
-        counts = ", ".join(
-            f"{report.count(r)} {r}"
-            for r in ("queued", "sent", "retry", "failed", "unknown", "cancelled", "escalated")
-            if report.count(r)
-        )
+        ends = [s.result for s in last.values()]
+        counts = ", ".join(f"{ends.count(r)} {r}" for r in dict.fromkeys(ends))
         lines.append(counts or "nothing to do")
         click.echo("\n".join(lines))
     for e in report.errors:
@@ -521,7 +524,16 @@ def outbox_unblock(ctx: Ctx, email: str) -> None:
             err.print(f"{email} is not marked undeliverable", markup=False)
             raise SystemExit(1)
         tx.add(Event("", ADDRESS_CLEARED, now, f"{email} cleared by a person", {"email": email}))
-    click.echo(f"{email}: mail may go there again from the next tick")
+        # The refused mails would keep their invoices waiting: the next tick plans afresh.
+        refused = [
+            e
+            for e in tx.view.entries()
+            if e.state == "failed" and e.kind == "reminder" and e.to.casefold() == email.casefold()
+        ]
+        for entry in refused:
+            tx.add_all(cancel(entry, now, f"{email} cleared by a person: planned afresh"))
+    also = f" ({len(refused)} refused mail(s) cancelled)" if refused else ""
+    click.echo(f"{email}: mail may go there again from the next tick{also}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -159,6 +159,7 @@ class Tick:
 
     def run(self) -> TickReport:
         with tick_lock(self.state_dir):
+            messages.remove_stale_temps(self.state_dir)
             self.reconcile()
             self.tidy()
             result = self.plan()
@@ -406,6 +407,17 @@ class Tick:
                 retry_for=timedelta(hours=settings.retry_for_hours),
                 on_unknown=self.rules.outbox.on_unknown,
             )
+            if outcome.kind == "accepted" and entry.to.casefold() in tx.view.undeliverable():
+                # A person retried a refused mail and the server took it: the address works.
+                events.append(
+                    Event(
+                        "",
+                        outbox.ADDRESS_CLEARED,
+                        self.now,
+                        f"{entry.to} accepted again",
+                        {"email": entry.to, "key": entry.key},
+                    )
+                )
             tx.add_all(events)
         self._note(entry, events)
 

@@ -85,6 +85,8 @@ class Item:
     number: str
     open_amount: Decimal
     email: str
+    # The invoice's own stage: a not-yet-due invoice listed in a reminder_1 mail is at pre_due.
+    stage: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +120,7 @@ class Entry:
             customer_id=raw["customer_id"],
             to=raw["to"],
             stage=raw["stage"],
-            items=tuple(Item(n, Decimal(a), e) for n, a, e in raw["items"]),
+            items=tuple(Item(n, Decimal(a), e, st) for n, a, e, st in raw["items"]),
             message_id=raw["message_id"],
             eml=raw["eml"],
             subject=raw["subject"],
@@ -249,8 +251,8 @@ def _event(entry_key: str, type_: str, at: datetime, reason: str, **data: Any) -
 def _mirror(entry: Entry, state: str, at: datetime, reason: str, **data: Any) -> list[Event]:
     type_ = _MIRROR[state]
     return [
-        Event(n, type_, at, reason, {"stage": entry.stage, "mail_key": entry.key, **data})
-        for n in entry.numbers
+        Event(i.number, type_, at, reason, {"stage": i.stage, "mail_key": entry.key, **data})
+        for i in entry.items
     ]
 
 
@@ -280,7 +282,8 @@ def queue(
         "to": to,
         "stage": reminder.stage,
         "items": [
-            [i.invoice.number, str(i.invoice.open_amount), i.invoice.email] for i in reminder.items
+            [i.invoice.number, str(i.invoice.open_amount), i.invoice.email, i.stage]
+            for i in reminder.items
         ],
         "message_id": message_id,
         "eml": eml,
@@ -293,8 +296,8 @@ def queue(
             i.invoice.number,
             ledger.REMINDER_QUEUED,
             now,
-            f"{i.stage}: {i.reason}",
-            {"stage": reminder.stage, "mail_key": reminder.key, "message_id": message_id},
+            i.reason,
+            {"stage": i.stage, "mail_key": reminder.key, "message_id": message_id},
         )
         for i in reminder.items
     ]
@@ -312,12 +315,12 @@ def _delivered(entry: Entry, type_: str, now: datetime, reason: str, **proof: An
     done = ledger.ESCALATED if entry.kind == "notice" else ledger.REMINDER_SENT
     events += [
         Event(
-            n,
+            i.number,
             done,
             now,
             reason,
             {
-                "stage": entry.stage,
+                "stage": i.stage,
                 "mail_key": entry.key,
                 "message_id": entry.message_id,
                 "eml": entry.eml,
@@ -325,7 +328,7 @@ def _delivered(entry: Entry, type_: str, now: datetime, reason: str, **proof: An
                 **proof,
             },
         )
-        for n in entry.numbers
+        for i in entry.items
     ]
     return events
 

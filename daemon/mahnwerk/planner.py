@@ -245,7 +245,10 @@ def _override_block(override: Override | None, whose: str, today: date) -> str |
 def _history_block(history: History, today: date) -> str | None:
     pending = history.pending
     if pending is not None:
-        return f"{pending.stage} is in the outbox ({pending.state}): {pending.mail_key}"
+        note = f"{pending.stage} is in the outbox ({pending.state}): {pending.mail_key}"
+        if pending.state in ("failed", "unknown"):
+            note += "; a person decides: see `mahnwerk outbox`"
+        return note
     if history.stop is not None:
         return f"stopped: {history.stop}"
     hold = history.hold

@@ -278,8 +278,22 @@ class Server(Strict):
     timeout_seconds: float = Field(default=30.0, gt=0, le=600)
 
 
+def _port_for(security_ports: dict[str, int], data: object) -> object:
+    """Fill in the port the chosen security implies: starttls on 993 would only time out."""
+    if isinstance(data, dict) and "port" not in data:
+        security = data.get("security")
+        if isinstance(security, str) and security in security_ports:
+            return {**data, "port": security_ports[security]}
+    return data
+
+
 class Smtp(Server):
     """The outgoing mail server."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_port(cls, data: object) -> object:
+        return _port_for({"ssl": 465, "starttls": 587, "none": 25}, data)
 
     rate_per_minute: int = Field(default=30, ge=1, le=10_000, strict=True)
     retry_for_hours: int = Field(
@@ -298,6 +312,12 @@ class Imap(Server):
         description="file in $CREDENTIALS_DIRECTORY holding the password (systemd)",
     )
     folder: str = Field(default="INBOX", min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_port(cls, data: object) -> object:
+        return _port_for({"ssl": 993, "starttls": 143, "none": 143}, data)
+
     # Where sent reminders are looked up after a crash left their outcome unknown.
     sent_folder: str | None = Field(default=None, min_length=1)
     # APPEND a copy of each sent reminder to sent_folder (off: Gmail and M365 keep their own).

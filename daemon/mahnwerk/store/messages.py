@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from mahnwerk.store.atomic import atomic_write
+from mahnwerk.store.atomic import TMP_SUFFIX, atomic_write
 from mahnwerk.store.base import StoreError
 
 MESSAGES = "messages"
@@ -44,3 +44,12 @@ def get(state_dir: Path, sha256: str) -> bytes:
     if digest(data) != sha256:
         raise StoreError(f"{path} does not match its hash: it was changed after it was written")
     return data
+
+
+def remove_stale_temps(state_dir: Path) -> int:
+    """Temp files of a write a kill interrupted; call while holding the tick lock."""
+    removed = 0
+    for tmp in (state_dir / MESSAGES).glob(f"*/.*{TMP_SUFFIX}"):
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed

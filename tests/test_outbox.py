@@ -196,9 +196,7 @@ def test_a_lost_reply_after_the_payload_follows_on_unknown(policy: str, state: s
 
 def test_planner_defers_mail_to_an_undeliverable_address() -> None:
     rules = shipped_rules()
-    result = plan(
-        [inv("R-1", overdue=10)], {}, rules, NOW, {"k-1@kunde.example": "refused (550)"}
-    )
+    result = plan([inv("R-1", overdue=10)], {}, rules, NOW, {"k-1@kunde.example": "refused (550)"})
     assert result.reminders == ()
     (held,) = result.deferred
     assert held.reason == "address k-1@kunde.example is undeliverable: refused (550)"

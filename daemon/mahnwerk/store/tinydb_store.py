@@ -113,6 +113,7 @@ class TinyDBStore:
         self._pos = 0
         self._seq = 0
         self._lock_fd: int | None = None
+        self._temps_cleared = False
         self._ensure_schema()
 
     # -- reading -------------------------------------------------------------
@@ -313,7 +314,10 @@ class TinyDBStore:
             stamp = f"{os.getpid():<20}\n".encode()
             if os.pread(fd, len(stamp), 0) != stamp:
                 os.pwrite(fd, stamp, 0)
-            remove_stale_temps(self.dir)
+            if not self._temps_cleared:
+                # Once per process: a temp file can only be left by a writer that died.
+                remove_stale_temps(self.dir)
+                self._temps_cleared = True
             self._lock_fd = fd
             yield
         finally:

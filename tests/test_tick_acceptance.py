@@ -41,6 +41,7 @@ from _workspace import SAMPLES, load, smtp_section, write_rules
 from mahnwerk.csvparse import parse_invoices
 from mahnwerk.models import Invoice
 from mahnwerk.rules import Policy, Rules
+from mahnwerk.store import messages
 
 smtp_server = loopback.smtp_server
 
@@ -824,7 +825,7 @@ def test_the_thread_records_each_mail_with_its_proof(scenario: Scenario) -> None
         if entry["kind"] == "notice":
             assert done["data"]["to"] == parseaddr(notify.to)[1]
         sha = done["data"]["eml"]
-        eml = scenario.ws.state / "messages" / sha[:2] / f"{sha}.eml"
+        eml = messages.path_of(scenario.ws.state, sha)
         data = eml.read_bytes()
         assert hashlib.sha256(data).hexdigest() == sha
         assert data == mail.data

@@ -429,6 +429,9 @@ def _change(
         with store.transaction() as tx:
             entry = tx.view.entry(key)
             assert entry is not None
+            if entry.state == "sending":
+                # A tick has it in hand, or was killed with it: the next tick settles it.
+                raise InvalidTransition(f"{key} is being sent; run `mahnwerk tick` first")
             events = step(entry, now, why)
             tx.add_all(events)
     except InvalidTransition as exc:

@@ -58,6 +58,18 @@ SentLookup = Callable[[Sequence[Entry]], Mapping[str, bool]]
 Filer = Callable[[bytes], None]
 
 
+@dataclass(frozen=True, slots=True)
+class _Built:
+    """A mail rendered and built, not yet stored or queued."""
+
+    reminder: PlannedReminder
+    kind: outbox.Kind
+    to: str
+    message_id: str
+    subject: str
+    data: bytes
+
+
 class _Withdrawn(Exception):
     """The mail stopped being due while the tick was on its way to sending it."""
 
@@ -151,6 +163,8 @@ class Tick:
         self.session_factory = session_factory
         self.wall_clock = wall_clock
         self.report = TickReport(now)
+        # Answers from the server not yet written; see _record and _flush.
+        self._unsaved: list[Event] = []
         self.state_dir = store.dir
         self._secret = secret.load_or_create(self.state_dir)
         self._domain = message.sender_domain(self.rules.company.sender)
@@ -228,7 +242,7 @@ class Tick:
         entries = view.entries()
         states = {e.key: e.state for e in entries}
         earlier = self._earlier_ids(entries)
-        units: list[list[Event]] = []
+        built: list[_Built] = []
         direct: list[Event] = []
         for r in reminders:
             if r.key in states:
@@ -240,14 +254,28 @@ class Tick:
                 if r.action == "escalate" and (self.rules.notify is None or r.template is None):
                     direct += self._hand_off_unmailed(r)
                     continue
-                units.append(self._render_and_store(r, earlier.get(r.customer_id, [])))
-            except (RenderError, ValueError, OSError) as exc:
+                built.append(self._build(r, earlier.get(r.customer_id, [])))
+            except (RenderError, ValueError) as exc:
                 self.report.errors.append(f"{r.key}: not queued: {exc}")
                 self.report.steps.append(
                     Step(r.key, r.customer_id, r.stage, r.to, "error", str(exc))
                 )
-        if not units and not direct:
+        if not built and not direct:
             return
+        # The .eml files first, durable, so that no entry ever names a missing file.
+        hashes = messages.put_many(self.state_dir, [b.data for b in built])
+        units = [
+            outbox.queue(
+                b.reminder,
+                kind=b.kind,
+                to=b.to,
+                message_id=b.message_id,
+                eml=sha,
+                subject=b.subject,
+                now=self.now,
+            )
+            for b, sha in zip(built, hashes, strict=True)
+        ]
         # One unit for the whole batch: one fsync, and the batch is queued whole or not at all.
         with self.store.transaction() as tx:
             fresh = {e.key for e in tx.view.entries()}
@@ -280,7 +308,7 @@ class Tick:
             out[e.customer_id].append(e.message_id)
         return out
 
-    def _render_and_store(self, r: PlannedReminder, previous: list[str]) -> list[Event]:
+    def _build(self, r: PlannedReminder, previous: list[str]) -> _Built:
         kind: outbox.Kind = "reminder"
         to = r.to
         mailed = r
@@ -304,17 +332,7 @@ class Tick:
             previous_ids=previous,
             date=self.now,
         )
-        data = message.to_bytes(msg)
-        sha = messages.put(self.state_dir, data)
-        return outbox.queue(
-            r,
-            kind=kind,
-            to=to,
-            message_id=own_id,
-            eml=sha,
-            subject=rendered.subject,
-            now=self.now,
-        )
+        return _Built(r, kind, to, own_id, rendered.subject, message.to_bytes(msg))
 
     def _hand_off_unmailed(self, r: PlannedReminder) -> list[Event]:
         why = (
@@ -364,6 +382,16 @@ class Tick:
                     return
         finally:
             session.close()
+            self._flush()
+
+    def _flush(self) -> None:
+        """Make the answers recorded since the last attempt durable (one unit, one fsync)."""
+        if not self._unsaved:
+            return
+        with self.store.transaction() as tx:
+            tx.add_all(self._unsaved)
+        self._unsaved = []
+        crash_point("recorded")
 
     def _deliver_one(self, session: SmtpSession, entry: Entry) -> None:
         data = messages.get(self.state_dir, entry.eml)
@@ -374,7 +402,12 @@ class Tick:
                 if current is None or current.state not in outbox.TRANSITIONS[outbox.ATTEMPT][0]:
                     # A person cancelled it (`mahnwerk outbox cancel`) since the tick began.
                     raise _Withdrawn(current.state if current else "gone")
+                # The previous mails' answers ride along: one fsync per mail, not two.
+                tx.add_all(self._unsaved)
                 tx.add_all(outbox.attempt(current, self.now))
+            if self._unsaved:
+                self._unsaved = []
+                crash_point("recorded")
             crash_point("attempt")
 
         try:
@@ -385,7 +418,6 @@ class Tick:
         if outcome.kind == "accepted":
             crash_point("accepted")
         self._record(entry.key, outcome)
-        crash_point("recorded")
         if outcome.kind == "accepted" and self.filer is not None:
             try:
                 self.filer(data)
@@ -395,30 +427,35 @@ class Tick:
     def _record(self, key: str, outcome: Outcome) -> None:
         settings = self.rules.smtp
         assert settings is not None
+        # A transaction that writes nothing: the current state without copying the store.
         with self.store.transaction() as tx:
-            entry = tx.view.entry(key)
-            if entry is None:
-                raise StoreError(f"{key} vanished from the outbox")
-            events = outbox.after_outcome(
-                entry,
-                outcome,
-                now=self.now,
-                accepted_at=datetime.fromtimestamp(self.wall_clock(), UTC),
-                retry_for=timedelta(hours=settings.retry_for_hours),
-                on_unknown=self.rules.outbox.on_unknown,
-            )
-            if outcome.kind == "accepted" and entry.to.casefold() in tx.view.undeliverable():
-                # A person retried a refused mail and the server took it: the address works.
-                events.append(
-                    Event(
-                        "",
-                        outbox.ADDRESS_CLEARED,
-                        self.now,
-                        f"{entry.to} accepted again",
-                        {"email": entry.to, "key": entry.key},
-                    )
+            view = tx.view
+            entry = view.entry(key)
+            undeliverable = entry is not None and entry.to.casefold() in view.undeliverable()
+        if entry is None:
+            raise StoreError(f"{key} vanished from the outbox")
+        events = outbox.after_outcome(
+            entry,
+            outcome,
+            now=self.now,
+            accepted_at=datetime.fromtimestamp(self.wall_clock(), UTC),
+            retry_for=timedelta(hours=settings.retry_for_hours),
+            on_unknown=self.rules.outbox.on_unknown,
+        )
+        if outcome.kind == "accepted" and undeliverable:
+            # A person retried a refused mail and the server took it: the address works.
+            events.append(
+                Event(
+                    "",
+                    outbox.ADDRESS_CLEARED,
+                    self.now,
+                    f"{entry.to} accepted again",
+                    {"email": entry.to, "key": entry.key},
                 )
-            tx.add_all(events)
+            )
+        # Durable with the next mail's attempt, or at the end of the batch (_flush). A crash
+        # before that leaves the attempt without its answer: reconciled like any other.
+        self._unsaved.extend(events)
         self._note(entry, events)
 
     # -- the report ----------------------------------------------------------------

@@ -16,8 +16,11 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync it, rename over, fsync the folder."""
+def atomic_write(path: Path, data: bytes, *, sync_dir: bool = True) -> None:
+    """Write to a temp file in the same folder, fsync it, rename over, fsync the folder.
+
+    `sync_dir=False` leaves the folder fsync to the caller, who writes a batch.
+    """
     tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
@@ -32,7 +35,8 @@ def atomic_write(path: Path, data: bytes) -> None:
         raise
     os.close(fd)
     os.replace(tmp, path)
-    fsync_dir(path.parent)
+    if sync_dir:
+        fsync_dir(path.parent)
 
 
 def remove_stale_temps(folder: Path) -> list[Path]:

@@ -315,7 +315,7 @@ def test_housekeeping_leaves_current_and_in_flight_mail_alone() -> None:
 
 def test_due_is_queued_and_retries_whose_time_has_come_oldest_first() -> None:
     box, first = queued(when=NOW)
-    other, second = queued(inv("R-9", customer="K-9"), when=NOW - DAY)
+    _other, second = queued(inv("R-9", customer="K-9"), when=NOW - DAY)
     retry = answer(box, first, LATER)
     assert outbox.due([retry, second], NOW) == [second]
     assert retry.next_at is not None

@@ -163,8 +163,6 @@ class Tick:
         self.session_factory = session_factory
         self.wall_clock = wall_clock
         self.report = TickReport(now)
-        # Answers from the server not yet written; see _record and _flush.
-        self._unsaved: list[Event] = []
         self.state_dir = store.dir
         self._secret = secret.load_or_create(self.state_dir)
         self._domain = message.sender_domain(self.rules.company.sender)
@@ -382,16 +380,6 @@ class Tick:
                     return
         finally:
             session.close()
-            self._flush()
-
-    def _flush(self) -> None:
-        """Make the answers recorded since the last attempt durable (one unit, one fsync)."""
-        if not self._unsaved:
-            return
-        with self.store.transaction() as tx:
-            tx.add_all(self._unsaved)
-        self._unsaved = []
-        crash_point("recorded")
 
     def _deliver_one(self, session: SmtpSession, entry: Entry) -> None:
         data = messages.get(self.state_dir, entry.eml)
@@ -402,12 +390,7 @@ class Tick:
                 if current is None or current.state not in outbox.TRANSITIONS[outbox.ATTEMPT][0]:
                     # A person cancelled it (`mahnwerk outbox cancel`) since the tick began.
                     raise _Withdrawn(current.state if current else "gone")
-                # The previous mails' answers ride along: one fsync per mail, not two.
-                tx.add_all(self._unsaved)
                 tx.add_all(outbox.attempt(current, self.now))
-            if self._unsaved:
-                self._unsaved = []
-                crash_point("recorded")
             crash_point("attempt")
 
         try:
@@ -425,37 +408,35 @@ class Tick:
                 self.report.errors.append(f"{entry.key}: sent, but not filed in Sent: {exc}")
 
     def _record(self, key: str, outcome: Outcome) -> None:
+        """The server's answer, in its own unit at once: the window in which the server has a
+        mail we have not recorded is as short as it can be (kill -9 tests)."""
         settings = self.rules.smtp
         assert settings is not None
-        # A transaction that writes nothing: the current state without copying the store.
         with self.store.transaction() as tx:
-            view = tx.view
-            entry = view.entry(key)
-            undeliverable = entry is not None and entry.to.casefold() in view.undeliverable()
-        if entry is None:
-            raise StoreError(f"{key} vanished from the outbox")
-        events = outbox.after_outcome(
-            entry,
-            outcome,
-            now=self.now,
-            accepted_at=datetime.fromtimestamp(self.wall_clock(), UTC),
-            retry_for=timedelta(hours=settings.retry_for_hours),
-            on_unknown=self.rules.outbox.on_unknown,
-        )
-        if outcome.kind == "accepted" and undeliverable:
-            # A person retried a refused mail and the server took it: the address works.
-            events.append(
-                Event(
-                    "",
-                    outbox.ADDRESS_CLEARED,
-                    self.now,
-                    f"{entry.to} accepted again",
-                    {"email": entry.to, "key": entry.key},
-                )
+            entry = tx.view.entry(key)
+            if entry is None:
+                raise StoreError(f"{key} vanished from the outbox")
+            events = outbox.after_outcome(
+                entry,
+                outcome,
+                now=self.now,
+                accepted_at=datetime.fromtimestamp(self.wall_clock(), UTC),
+                retry_for=timedelta(hours=settings.retry_for_hours),
+                on_unknown=self.rules.outbox.on_unknown,
             )
-        # Durable with the next mail's attempt, or at the end of the batch (_flush). A crash
-        # before that leaves the attempt without its answer: reconciled like any other.
-        self._unsaved.extend(events)
+            if outcome.kind == "accepted" and entry.to.casefold() in tx.view.undeliverable():
+                # A person retried a refused mail and the server took it: the address works.
+                events.append(
+                    Event(
+                        "",
+                        outbox.ADDRESS_CLEARED,
+                        self.now,
+                        f"{entry.to} accepted again",
+                        {"email": entry.to, "key": entry.key},
+                    )
+                )
+            tx.add_all(events)
+        crash_point("recorded")
         self._note(entry, events)
 
     # -- the report ----------------------------------------------------------------

@@ -108,6 +108,8 @@ class Entry:
     first_failure_at: datetime | None
     next_at: datetime | None
     last: Mapping[str, Any] | None
+    # When the payload last went out: the day a confirmed mail was sent, not confirmed.
+    attempted_at: datetime | None = None
 
     @classmethod
     def from_json(cls, raw: Wire) -> Entry:
@@ -131,6 +133,7 @@ class Entry:
             first_failure_at=when(raw["first_failure_at"]),
             next_at=when(raw["next_at"]),
             last=raw["last"],
+            attempted_at=when(raw.get("attempted_at")),
         )
 
     @property
@@ -189,6 +192,7 @@ def apply(entry: Wire | None, event: Event) -> Wire | None:
     new = {**entry, "state": TRANSITIONS[event.type][1]}
     if event.type == ATTEMPT:
         new["attempts"] = entry["attempts"] + 1
+        new["attempted_at"] = event.at.isoformat()
     if "response" in data:
         new["last"] = {
             "code": data.get("code"),
@@ -312,6 +316,10 @@ def attempt(entry: Entry, now: datetime) -> list[Event]:
 def _delivered(entry: Entry, type_: str, now: datetime, reason: str, **proof: Any) -> list[Event]:
     check(entry, type_)
     events = [_event(entry.key, type_, now, reason, **proof)]
+    if type_ == CONFIRMED and entry.attempted_at is not None:
+        # Dated when it went out: the planner spaces the next stage from the real send.
+        proof = {**proof, "confirmed_at": now.isoformat()}
+        now = entry.attempted_at
     done = ledger.ESCALATED if entry.kind == "notice" else ledger.REMINDER_SENT
     events += [
         Event(

@@ -58,6 +58,9 @@ import pytest
 
 from mahnwerk.rules import Imap
 
+# One throwaway certificate per run, shared with the SMTP fixture.
+from smtp_server import Certificate, certificate
+
 HOST = "127.0.0.1"
 USER = "mahnwerk"
 PASSWORD = "correct horse battery staple"
@@ -81,41 +84,6 @@ class Stored:
     uid: int
     flags: frozenset[str]
     data: bytes
-
-
-@dataclass(frozen=True)
-class Certificate:
-    """A throwaway self-signed certificate for 127.0.0.1 and localhost."""
-
-    cert: Path
-    key: Path
-
-    def client_context(self) -> ssl.SSLContext:
-        return ssl.create_default_context(cafile=str(self.cert))
-
-
-_certificate: Certificate | None = None
-
-
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> Certificate:
-    """Make the test certificate once per test run (openssl CLI), as smtp_server.py does."""
-    global _certificate
-    if _certificate is None or not _certificate.cert.exists():
-        openssl = shutil.which("openssl")
-        if openssl is None:
-            _missing("the openssl command is needed to make a test certificate")
-        where = tmp_path_factory.mktemp("imap-tls")
-        cert, key = where / "cert.pem", where / "key.pem"
-        args = "req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
-        san = "subjectAltName=IP:127.0.0.1,DNS:localhost"
-        out = ["-keyout", str(key), "-out", str(cert)]
-        subprocess.run(
-            [openssl, *args.split(), "-subj", "/CN=localhost", "-addext", san, *out],
-            check=True,
-            capture_output=True,
-        )
-        _certificate = Certificate(cert, key)
-    return _certificate
 
 
 def _missing(what: str) -> None:

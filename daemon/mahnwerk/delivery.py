@@ -338,7 +338,7 @@ class Tick:
             if self.rules.notify is None
             else f"stage {r.stage} has no template"
         )
-        reason = f"{r.stage}: handed off to a person ({why}; this thread is the notice)"
+        reason = f"{r.stage}: handed off to a person ({why}; this thread is the notice): {r.reason}"
         self.report.steps.append(Step(r.key, r.customer_id, r.stage, "", "escalated", reason))
         return [
             Event(

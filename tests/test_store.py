@@ -720,3 +720,50 @@ def test_state_dir_files_are_private(tmp_path: Path) -> None:
     commit(TinyDBStore(state), imported("A"))
     for name in (SNAPSHOT, JOURNAL):
         assert os.stat(state / name).st_mode & 0o077 == 0, name
+
+
+# -- units written without their own fsync ---------------------------------------------
+
+
+def test_a_unit_without_fsync_is_visible_at_once_and_synced_before_anything_relies_on_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`durable=False` (an SMTP answer) is written before the transaction returns, so a
+    killed process and every other reader keep it; its fsync comes with the next durable
+    unit, `sync()`, a checkpoint or close, never later."""
+    state = tmp_path / "state"
+    writer = TinyDBStore(state)
+    commit(writer, ev("R-1", ledger.IMPORTED, {"invoice": wire(BASE)}))
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+
+    with writer.transaction(durable=False) as tx:
+        tx.add(ev("R-1", ledger.NOTE, {"text": "answer 1"}))
+    assert synced == []
+    assert [e.data.get("text") for e in TinyDBStore(state).thread("R-1")][-1] == "answer 1"
+
+    writer.sync()
+    assert len(synced) == 1
+    writer.sync()  # nothing new: no second fsync
+    assert len(synced) == 1
+
+    with writer.transaction(durable=False) as tx:
+        tx.add(ev("R-1", ledger.NOTE, {"text": "answer 2"}))
+    commit(writer, ev("R-1", ledger.NOTE, {"text": "attempt"}))  # durable: covers both
+    assert len(synced) == 2
+    writer.sync()
+    assert len(synced) == 2
+
+    with writer.transaction(durable=False) as tx:
+        tx.add(ev("R-1", ledger.NOTE, {"text": "answer 3"}))
+    journal_syncs: list[Path] = []
+    real_fsync_file = journal_mod.fsync_file
+    monkeypatch.setattr(
+        journal_mod, "fsync_file", lambda p: (journal_syncs.append(p), real_fsync_file(p))[1]
+    )
+    writer.checkpoint()  # the snapshot must not point past the durable journal
+    assert journal_syncs == [state / JOURNAL]
+    writer.close()
+    texts = [e.data.get("text") for e in TinyDBStore(state).thread("R-1")]
+    assert texts[-4:] == ["answer 1", "answer 2", "attempt", "answer 3"]

@@ -171,7 +171,6 @@ class Tick:
 
     def run(self) -> TickReport:
         with tick_lock(self.state_dir):
-            messages.remove_stale_temps(self.state_dir)
             self.reconcile()
             self.tidy()
             result = self.plan()
@@ -321,7 +320,7 @@ class Tick:
             previous = []
         rendered = self._renderer.render(rendered_for, r.planned_day)
         own_id = message.message_id(self._secret, r.key, self._domain)
-        msg = message.build(
+        data = message.build(
             rendered,
             mailed,
             self.rules,
@@ -330,7 +329,7 @@ class Tick:
             previous_ids=previous,
             date=self.now,
         )
-        return _Built(r, kind, to, own_id, rendered.subject, message.to_bytes(msg))
+        return _Built(r, kind, to, own_id, rendered.subject, data)
 
     def _hand_off_unmailed(self, r: PlannedReminder) -> list[Event]:
         why = (
@@ -379,6 +378,7 @@ class Tick:
                         self._record(left.key, Outcome("temporary", None, str(exc)))
                     return
         finally:
+            self.store.sync()
             session.close()
 
     def _deliver_one(self, session: SmtpSession, entry: Entry) -> None:
@@ -409,10 +409,15 @@ class Tick:
 
     def _record(self, key: str, outcome: Outcome) -> None:
         """The server's answer, in its own unit at once: the window in which the server has a
-        mail we have not recorded is as short as it can be (kill -9 tests)."""
+        mail we have not recorded is as short as it can be (kill -9 tests).
+
+        Written without its own fsync: the next mail's attempt unit (or the end of the
+        batch) makes it durable.  A killed process keeps it either way; a power cut in
+        between leaves the mail "sending", which reconciles as unknown, never as unsent.
+        """
         settings = self.rules.smtp
         assert settings is not None
-        with self.store.transaction() as tx:
+        with self.store.transaction(durable=False) as tx:
             entry = tx.view.entry(key)
             if entry is None:
                 raise StoreError(f"{key} vanished from the outbox")

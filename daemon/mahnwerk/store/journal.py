@@ -155,8 +155,13 @@ def read_event_at(path: Path, offset: int) -> dict[str, Any]:
     return event
 
 
-def append(path: Path, good_end: int, data: bytes) -> int:
-    """Append one unit after `good_end`, cutting any torn tail first; returns the new end."""
+def append(path: Path, good_end: int, data: bytes, *, sync: bool = True) -> int:
+    """Append one unit after `good_end`, cutting any torn tail first; returns the new end.
+
+    `sync=False` leaves the fsync to the next synced append (or `fsync_file`): the unit
+    survives a killed process at once (it is in the page cache) and a power cut only once
+    synced, which is all a caller may rely on.
+    """
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         if good_end == 0:
@@ -170,7 +175,8 @@ def append(path: Path, good_end: int, data: bytes) -> int:
         try:
             while view:
                 view = view[os.write(fd, view) :]
-            os.fsync(fd)
+            if sync:
+                os.fsync(fd)
         except BaseException:
             # Disk full or interrupted: leave no partial unit behind.
             os.ftruncate(fd, good_end)
@@ -178,3 +184,12 @@ def append(path: Path, good_end: int, data: bytes) -> int:
     finally:
         os.close(fd)
     return good_end + len(data)
+
+
+def fsync_file(path: Path) -> None:
+    """Make units appended with `sync=False` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -8,12 +8,17 @@ was not altered since.
 from __future__ import annotations
 
 import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mahnwerk.store.atomic import TMP_SUFFIX, atomic_write, fsync_dir
+from mahnwerk.store.atomic import fsync_dir
 from mahnwerk.store.base import StoreError
 
 MESSAGES = "messages"
+# fsync waits on the disk, not the CPU; a few at once let ext4 commit them in one journal
+# transaction (500 files: 145 µs each instead of 325 µs one after the other).
+_FSYNC_THREADS = 8
 
 
 def digest(data: bytes) -> str:
@@ -32,17 +37,37 @@ def put(state_dir: Path, data: bytes) -> str:
 
 
 def put_many(state_dir: Path, datas: list[bytes]) -> list[str]:
-    """Store a batch durably; one fsync per file and one for the folder."""
+    """Store a batch durably: every file fsync'd, then the folder.
+
+    Written in place, without temp file and rename: the name is the content's hash, so a
+    file a kill cut short can never pass for the message (`get` checks the hash, and the
+    next `put` of that content rewrites it), and no outbox entry names a file before
+    this returns.  The fsyncs run side by side, so the file system commits them together.
+    """
     folder = state_dir / MESSAGES
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     hashes = []
-    for data in datas:
-        sha = digest(data)
-        hashes.append(sha)
-        path = path_of(state_dir, sha)
-        if path.exists() and digest(path.read_bytes()) == sha:
-            continue
-        atomic_write(path, data, sync_dir=False)
+    fds: list[int] = []
+    try:
+        for data in datas:
+            sha = digest(data)
+            hashes.append(sha)
+            path = path_of(state_dir, sha)
+            if path.exists() and digest(path.read_bytes()) == sha:
+                continue
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            fds.append(fd)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        if len(fds) > 1:
+            with ThreadPoolExecutor(min(_FSYNC_THREADS, len(fds))) as pool:
+                list(pool.map(os.fsync, fds))
+        elif fds:
+            os.fsync(fds[0])
+    finally:
+        for fd in fds:
+            os.close(fd)
     fsync_dir(folder)
     return hashes
 
@@ -56,12 +81,3 @@ def get(state_dir: Path, sha256: str) -> bytes:
     if digest(data) != sha256:
         raise StoreError(f"{path} does not match its hash: it was changed after it was written")
     return data
-
-
-def remove_stale_temps(state_dir: Path) -> int:
-    """Temp files of a write a kill interrupted; call while holding the tick lock."""
-    removed = 0
-    for tmp in (state_dir / MESSAGES).glob(f".*{TMP_SUFFIX}"):
-        tmp.unlink(missing_ok=True)
-        removed += 1
-    return removed

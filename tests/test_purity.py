@@ -24,6 +24,12 @@ CORE = [
     "message.py",
     "outbox.py",
     "outcome.py",
+    "inbound_types.py",
+    "matching.py",
+    "replies.py",
+    "mailbox.py",
+    "datephrases.py",
+    "amounts.py",
 ]
 FORBIDDEN_MODULES = {
     "os",

@@ -145,9 +145,17 @@ ROUND_TRIP: list[tuple[Event, Invoice, History]] = [
         History(sent=(SENT_1,)),
     ),
     (
-        ev("R-1", ledger.PAUSED, {"until": "2026-12-04"}, reason="promise to pay"),
+        ev(
+            "R-1",
+            ledger.PAUSED,
+            {"until": "2026-12-04", "kind": "promise", "promised": "2026-12-01"},
+            reason="promise to pay",
+        ),
         AMENDED,
-        History(sent=(SENT_1,), hold=Hold("promise to pay", date(2026, 12, 4))),
+        History(
+            sent=(SENT_1,),
+            hold=Hold("promise to pay", date(2026, 12, 4), "promise", date(2026, 12, 1), T0),
+        ),
     ),
     (
         ev("R-1", ledger.RESUMED),

@@ -15,6 +15,7 @@ from mahnwerk.models import LANGUAGES
 from mahnwerk.render import Renderer
 
 PARTS = ("subject", "txt", "html")
+ACK_TEMPLATES = ("ack_promise", "ack_dispute")
 
 
 def check_rules(loaded: LoadedRules) -> tuple[list[ConfigError], int]:
@@ -32,8 +33,23 @@ def check_rules(loaded: LoadedRules) -> tuple[list[ConfigError], int]:
     errors: list[ConfigError] = _address_errors(loaded)
     checked: set[tuple[str, str]] = set()
     rendered = 0
-    for pi, si, template in loaded.rules.referenced_templates():
-        loc = ("policies", pi, "stages", si, "template")
+    replies = loaded.rules.replies
+    # The mails replies cause: the notice to a person, the optional acknowledgements and
+    # the broken-promise follow-up (each only when the rules use it).
+    reply_templates: list[tuple[tuple[str | int, ...], str]] = []
+    if loaded.rules.notify is not None:
+        reply_templates.append((("notify",), "reply_notice"))
+    if replies.acknowledge:
+        reply_templates += [(("replies", "acknowledge"), t) for t in ACK_TEMPLATES]
+    if replies.broken_promise_template:
+        reply_templates.append(
+            (("replies", "broken_promise_template"), replies.broken_promise_template)
+        )
+    stages = [
+        (("policies", pi, "stages", si, "template"), template)
+        for pi, si, template in loaded.rules.referenced_templates()
+    ]
+    for loc, template in [*stages, *reply_templates]:
         for language in LANGUAGES:
             if (template, language) in checked:
                 continue

@@ -7,7 +7,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +17,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
 from mahnwerk import __version__
+from mahnwerk import mailbox as mailbox_events
 from mahnwerk.checks import check_rules
+from mahnwerk.classify import classify
 from mahnwerk.config import ConfigInvalid, LoadedRules, load_rules
 from mahnwerk.csvparse import parse_invoices
-from mahnwerk.delivery import Tick, TickReport
+from mahnwerk.delivery import Tick, TickReport, tick_lock
+from mahnwerk.imap import ImapError
 from mahnwerk.importer import OPEN_ITEMS_SHARE, ImportRefused, import_events
+from mahnwerk.inbound import parse
+from mahnwerk.inbound_types import LABELS
+from mahnwerk.inbox import Ingest
+from mahnwerk.ledger import PAUSED, RESUMED, STOP_LIFTED
 from mahnwerk.models import Event, invoice_to_json
 from mahnwerk.outbox import (
     ADDRESS_CLEARED,
@@ -35,6 +42,7 @@ from mahnwerk.outbox import (
 from mahnwerk.plan_types import Plan
 from mahnwerk.planning import plan_from_store
 from mahnwerk.render import Renderer
+from mahnwerk.replies import by_person, facts_json
 from mahnwerk.resources import SHIPPED, shipped_root
 from mahnwerk.sentfolder import SentFolder
 from mahnwerk.settings import default_state_dir, resolve_as_of
@@ -541,3 +549,204 @@ def outbox_unblock(ctx: Ctx, email: str) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())
+
+
+# -- replies ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@pass_ctx
+def ingest(ctx: Ctx, as_json: bool) -> None:
+    """Read the reply folder once: match, classify and act on each new reply."""
+    loaded = ctx.rules()
+    if loaded.rules.imap is None:
+        err.print("rules.yaml has no imap: section: there is no mailbox to read", markup=False)
+        raise SystemExit(1)
+    store = ctx.store()
+    now = datetime.now(loaded.rules.company.tz)
+    try:
+        with tick_lock(store.dir):
+            report = Ingest(store, loaded, now, os.environ).run()
+    except (ImapError, StoreError) as exc:
+        err.print(f"ingest: {exc}", markup=False)
+        raise SystemExit(1) from None
+    if as_json:
+        _echo_json(report.to_json())
+    else:
+        lines = [
+            f"{m.state:<10} {m.label or '-':<10} {m.confidence:>4.2f}  {m.sender}  "
+            f"{'+'.join(m.invoices) or '-'}  {m.reason}"
+            for m in report.lines
+        ]
+        states = [m.state for m in report.lines]
+        counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
+        lines.append(counts or f"no new mail in {report.folder}")
+        click.echo("\n".join(lines))
+    for e in report.errors:
+        err.print(e, markup=False)
+    if report.errors:
+        raise SystemExit(1)
+
+
+@main.command(name="classify")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line and file.")
+def classify_(files: tuple[Path, ...], as_json: bool) -> None:
+    """Classify .eml files and print the result; stores nothing."""
+    failed = False
+    for path in files:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            err.print(f"{path}: {exc.strerror or exc}", markup=False)
+            failed = True
+            continue
+        mail = parse(raw)
+        result = classify(mail)
+        facts = facts_json(result.facts)
+        row = {
+            "file": str(path),
+            "label": result.label,
+            "confidence": round(result.confidence, 3),
+            "promised_date": facts["promised_date"],
+            "paid_date": facts["paid_date"],
+            "amount": facts["amount"],
+            "invoice_refs": facts["invoice_refs"],
+            "reasons": list(result.reasons),
+        }
+        if as_json:
+            click.echo(orjson.dumps(row).decode())
+        else:
+            extra = ", ".join(
+                f"{k} {row[k]}" for k in ("promised_date", "paid_date", "amount") if row[k]
+            )
+            click.echo(
+                f"{path}: {result.label} ({result.confidence:.2f}){', ' + extra if extra else ''}"
+                f"  {'; '.join(result.reasons)}"
+            )
+    if failed:
+        raise SystemExit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list.")
+@pass_ctx
+def review(ctx: Ctx, as_json: bool) -> None:
+    """List the replies that need a person, oldest first."""
+    queue = ctx.store().view().review_queue()
+    if as_json:
+        _echo_json(
+            [
+                {k: v for k, v in r.items() if k not in ("thread", "text")}
+                | {"text": r.get("text")}
+                for r in queue
+            ]
+        )
+        return
+    lines = [
+        f"{r['at'][:16]}  {r.get('label', '-'):<10} {r.get('confidence', 0):>4.2f}  "
+        f"{r.get('from', '')}  {'+'.join(r.get('invoices') or []) or '-'}  {r.get('reason', '')}"
+        for r in queue
+    ]
+    click.echo("\n".join(lines) if lines else "nothing to review")
+
+
+@main.command()
+@click.argument("invoice")
+@click.option("--as", "label", required=True, type=click.Choice(list(LABELS)))
+@click.option("--date", "when", default=None, help="The promised date (YYYY-MM-DD).")
+@click.option("--note", default="", help="Why, for the thread.")
+@pass_ctx
+def resolve(ctx: Ctx, invoice: str, label: str, when: str | None, note: str) -> None:
+    """Settle a reply about INVOICE as LABEL: acted on as if classified so, and its mails
+    leave the review queue."""
+    loaded = ctx.rules()
+    store = ctx.store()
+    promised = _day(when, "--date")
+    now = datetime.now(loaded.rules.company.tz)
+    with store.transaction() as tx:
+        view = tx.view
+        if invoice not in view:
+            err.print(f"no invoice {invoice!r} in {ctx.state_dir}", markup=False)
+            raise SystemExit(1)
+        events = by_person(
+            invoice,
+            label,  # type: ignore[arg-type]
+            promised=promised,
+            note=note,
+            rules=loaded.rules.replies,
+            now=now,
+            today=now.date(),
+        )
+        for r in view.review_queue():
+            if invoice in (r.get("invoices") or []):
+                events.append(
+                    mailbox_events.resolved(r["key"], now, f"resolved by a person as {label}")
+                )
+        tx.add_all(events)
+    for e in events:
+        click.echo(f"{e.type:<16} {e.reason}")
+
+
+@main.command()
+@click.argument("invoice")
+@click.option("--reason", required=True, help="Why, for the thread.")
+@click.option("--until", default=None, help="The last paused day (YYYY-MM-DD); open-ended without.")
+@pass_ctx
+def pause(ctx: Ctx, invoice: str, reason: str, until: str | None) -> None:
+    """Send no reminder for INVOICE until the given day (or until `resume`)."""
+    day = _day(until, "--until")
+    _person_event(
+        ctx,
+        invoice,
+        lambda now: [
+            Event(
+                invoice,
+                PAUSED,
+                now,
+                f"paused by a person: {reason}",
+                {"until": day.isoformat() if day else None},
+            )
+        ],
+    )
+
+
+@main.command()
+@click.argument("invoice")
+@pass_ctx
+def resume(ctx: Ctx, invoice: str) -> None:
+    """Lift a pause or a Mahnstopp on INVOICE: reminders are planned again."""
+
+    def lift(now: datetime) -> list[Event]:
+        return [
+            Event(invoice, RESUMED, now, "resumed by a person", {}),
+            Event(invoice, STOP_LIFTED, now, "Mahnstopp lifted by a person", {}),
+        ]
+
+    _person_event(ctx, invoice, lift)
+
+
+def _day(text: str | None, option: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise click.BadParameter(
+            f"{text!r} is not a date like 2026-12-15", param_hint=option
+        ) from None
+
+
+def _person_event(ctx: Ctx, invoice: str, make: Callable[[datetime], list[Event]]) -> None:
+    loaded = ctx.rules()
+    store = ctx.store()
+    now = datetime.now(loaded.rules.company.tz)
+    with store.transaction() as tx:
+        if invoice not in tx.view:
+            err.print(f"no invoice {invoice!r} in {ctx.state_dir}", markup=False)
+            raise SystemExit(1)
+        events = make(now)
+        tx.add_all(events)
+    for e in events:
+        click.echo(f"{invoice}: {e.reason}")

@@ -1,10 +1,11 @@
-"""One cycle of `mahnwerk tick`: reconcile, tidy, plan, queue, deliver, record.
+"""One cycle of `mahnwerk tick`: read replies, reconcile, tidy, plan, queue, deliver, record.
 
 The imperative shell around the planner and the outbox. It decides nothing on
 its own: the planner says what is due, outbox.py says what every step and every
 server answer means, and this module carries it out in this order, each step a
 unit of work in the journal:
 
+0. read the replies (inbox.py), so that a promise or a dispute holds today's mail;
 1. reconcile mails a crash left in "sending" (Sent folder lookup, else on_unknown);
 2. cancel waiting mails that went out of date (paid, amount or address changed);
 3. plan, render and queue each new mail: its .eml first (content-addressed),
@@ -37,6 +38,8 @@ from typing import Any
 from mahnwerk import message, outbox
 from mahnwerk.config import LoadedRules
 from mahnwerk.faults import crash_point
+from mahnwerk.imap import ImapError
+from mahnwerk.inbox import Ingest, IngestReport, Mailbox
 from mahnwerk.ledger import ESCALATED
 from mahnwerk.models import Event, Invoice
 from mahnwerk.outbox import Entry
@@ -107,6 +110,7 @@ class TickReport:
     window_note: str = ""
     steps: list[Step] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    ingest: IngestReport | None = None
 
     def count(self, result: str) -> int:
         return sum(1 for s in self.steps if s.result == result)
@@ -118,6 +122,7 @@ class TickReport:
             "window_note": self.window_note,
             "steps": [s.to_json() for s in self.steps],
             "errors": list(self.errors),
+            "replies": self.ingest.to_json() if self.ingest is not None else None,
         }
 
 
@@ -152,6 +157,8 @@ class Tick:
         filer: Filer | None = None,
         session_factory: Callable[[], SmtpSession] | None = None,
         wall_clock: Callable[[], float] = time.time,
+        ingest: bool = True,
+        mailbox_factory: Callable[[], Mailbox] | None = None,
     ) -> None:
         self.store = store
         self.loaded = loaded
@@ -162,6 +169,8 @@ class Tick:
         self.filer = filer
         self.session_factory = session_factory
         self.wall_clock = wall_clock
+        self.ingest = ingest
+        self.mailbox_factory = mailbox_factory
         self.report = TickReport(now)
         self.state_dir = store.dir
         self._secret = secret.load_or_create(self.state_dir)
@@ -171,6 +180,8 @@ class Tick:
 
     def run(self) -> TickReport:
         with tick_lock(self.state_dir):
+            if self.ingest and self.rules.imap is not None:
+                self.read_replies()
             self.reconcile()
             self.tidy()
             result = self.plan()
@@ -180,6 +191,27 @@ class Tick:
             if result.window_open:
                 self.deliver()
         return self.report
+
+    # -- 0. replies -------------------------------------------------------------------
+
+    def read_replies(self) -> None:
+        """Replies first, so that a dispute or a promise that came in stops today's mail.
+
+        A mailbox that cannot be read is reported and the tick goes on: a server down for
+        days must not stop every reminder; what arrived is read on the next tick.
+        """
+        try:
+            self.report.ingest = Ingest(
+                self.store,
+                self.loaded,
+                self.now,
+                self.environ,
+                session_factory=self.mailbox_factory,
+            ).run()
+        except (ImapError, OSError) as exc:
+            self.report.errors.append(f"replies not read: {exc}")
+            return
+        self.report.errors += self.report.ingest.errors
 
     # -- 1. reconcile ------------------------------------------------------------
 

@@ -11,8 +11,8 @@ import os
 import signal
 
 ENV = "MAHNWERK_CRASH_AT"
-# The points, in the order one mail passes them (delivery.py).
-POINTS = ("queued", "attempt", "accepted", "recorded")
+# The points, in the order one mail passes them (delivery.py), then a reply (inbox.py).
+POINTS = ("queued", "attempt", "accepted", "recorded", "ingested", "moved")
 _seen: dict[str, int] = {}
 
 

@@ -1,15 +1,16 @@
 """Reads and writes the mailbox over IMAP (the imperative shell around imapclient).
 
-The outbox needs two things from the mailbox so far: after a crash left a reminder's
-fate unknown, whether a mail with its Message-ID is in the Sent folder (then it went
-out, and sending it again would remind the customer twice); and a copy of each sent
-reminder in the Sent folder, for servers that do not file one themselves. Reading
-replies will build on the same session.
+The outbox needs two things from the mailbox: after a crash left a reminder's fate
+unknown, whether a mail with its Message-ID is in the Sent folder (then it went out,
+and sending it again would remind the customer twice); and a copy of each sent reminder
+in the Sent folder, for servers that do not file one themselves. Reading replies
+(`inbox.py`) lists, fetches and moves the messages of the reply folder, and waits in IDLE.
 
 Like smtp.py, nothing here retries on its own: a command that fails raises ImapError,
 and if the connection broke, the next call reconnects. Nothing here marks a message
-read: folders are only EXAMINEd and headers fetched with BODY.PEEK, so the person who
-reads the same mailbox still sees what is new.
+read: the Sent folder is only EXAMINEd, and everything is fetched with BODY.PEEK, so the
+person who reads the same mailbox still sees what is new. Replies are moved out of the
+reply folder only once their result is committed (`inbox.py`).
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from imapclient import IMAPClient  # type: ignore[import-untyped]
 
 from mahnwerk.credentials import password
 from mahnwerk.rules import Imap
 
-__all__ = ["ImapConnectError", "ImapError", "ImapSession", "password"]
+__all__ = ["FolderState", "ImapConnectError", "ImapError", "ImapSession", "password"]
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class ImapSession:
         self._ssl_context = ssl_context
         self._check_folders = check_folders
         self._conn: Any = None
+        self._selected: str | None = None
 
     def __repr__(self) -> str:
         # Spelled out so that the password can never end up in a log line or traceback.
@@ -356,3 +358,93 @@ class ImapSession:
             with suppress(imaplib.IMAP4.error):
                 conn.subscribe_folder(folder)
             return True
+
+    # -- reading replies ----------------------------------------------------------------
+
+    def open_folder(self, folder: str) -> FolderState:
+        """SELECT `folder` read-write (moving mail out needs it); its UIDVALIDITY and UIDNEXT.
+
+        A UIDVALIDITY that differs from the one recorded means every UID changed meaning:
+        the caller then goes by Message-ID alone.
+        """
+        with self._command(f"opening {folder!r}") as conn:
+            try:
+                selected = conn.select_folder(folder)
+            except imaplib.IMAP4.abort:
+                raise
+            except imaplib.IMAP4.error as exc:
+                if self._missing_folder(conn, folder, exc):
+                    raise self._fail("folder", f"no folder {folder!r} on the server") from exc
+                raise
+        self._selected = folder
+        return FolderState(
+            folder,
+            int(selected.get(b"UIDVALIDITY", 0)),
+            int(selected.get(b"UIDNEXT", 0)),
+            int(selected.get(b"EXISTS", 0)),
+        )
+
+    def uids(self) -> list[int]:
+        """Every UID in the selected folder, ascending (processed mail is moved out, so the
+        folder holds what is new plus what a crash left before its move)."""
+        with self._command("listing messages") as conn:
+            return sorted(int(u) for u in conn.search(["ALL"]))
+
+    def fetch(self, uids: list[int]) -> dict[int, bytes]:
+        """The full raw bytes of each message; BODY.PEEK, so nothing is marked read."""
+        if not uids:
+            return {}
+        with self._command(f"fetching {len(uids)} message(s)") as conn:
+            fetched = conn.fetch(uids, [b"BODY.PEEK[]"])
+        out: dict[int, bytes] = {}
+        for uid, items in fetched.items():
+            body = items.get(b"BODY[]")
+            if isinstance(body, bytes):
+                out[int(uid)] = body
+        return out
+
+    def move(self, uids: list[int], folder: str) -> None:
+        """Move messages of the selected folder to `folder`.
+
+        MOVE (RFC 6851) where offered, which is atomic. Else COPY, then flag \\Deleted and,
+        with UIDPLUS, expunge exactly those UIDs; without UIDPLUS they stay flagged, since a
+        plain EXPUNGE would also remove what the user deleted and meant to keep.
+        """
+        if not uids:
+            return
+        with self._command(f"moving {len(uids)} message(s) to {folder!r}") as conn:
+            caps = conn.capabilities()
+            if b"MOVE" in caps:
+                conn.move(uids, folder)
+                return
+            conn.copy(uids, folder)
+            conn.add_flags(uids, [b"\\Deleted", PROCESSED_FLAG])
+            if b"UIDPLUS" in caps:
+                conn.uid_expunge(uids)
+
+    def idle_wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds in IDLE for news in the selected folder.
+
+        True if the server reported something. IDLE is a hint: callers fetch after every
+        wake-up and after every reconnect anyway. Servers without IDLE are simply polled:
+        this then sleeps on the socket-free path and returns False.
+        """
+        with self._command("IDLE") as conn:
+            if b"IDLE" not in conn.capabilities():
+                return False
+            conn.idle()
+            try:
+                responses = conn.idle_check(timeout=timeout)
+            finally:
+                conn.idle_done()
+        return bool(responses)
+
+
+PROCESSED_FLAG = b"$MahnwerkProcessed"
+
+
+class FolderState(NamedTuple):
+    folder: str
+    uidvalidity: int
+    uidnext: int
+    exists: int

@@ -9,7 +9,7 @@ field of the record.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from mahnwerk.models import (
@@ -40,6 +40,10 @@ DELIVERY_DEFERRED = "delivery_deferred"
 DELIVERY_UNKNOWN = "delivery_unknown"
 DELIVERY_FAILED = "delivery_failed"
 REMINDER_CANCELLED = "reminder_cancelled"
+# A customer's reply attached to the invoice (the record's only change: the thread).
+REPLY_RECEIVED = "reply_received"
+# A person settled a reply from the review queue (`mahnwerk resolve`).
+REPLY_RESOLVED = "reply_resolved"
 
 
 def new_record(invoice_wire: dict[str, Any]) -> Record:
@@ -100,7 +104,12 @@ def _pending(state: str | None) -> Callable[[Record | None, Event], Record | Non
 def _paused(record: Record | None, event: Event) -> Record | None:
     if record is None:
         return None
-    hold = {"reason": event.reason, "until": event.data.get("until")}
+    hold = {"reason": event.reason, "until": event.data.get("until"), "since": event.at.isoformat()}
+    # What paused it (promise, paid, auto_reply, a person) and the promised day, for the
+    # follow-up on a broken promise.
+    for name in ("kind", "promised"):
+        if event.data.get(name):
+            hold[name] = event.data[name]
     return {**record, "hold": hold}
 
 
@@ -148,8 +157,14 @@ def history_of(record: Record) -> History:
     if not sent and hold is None and stop is None and pending is None:
         return EMPTY_HISTORY
     if hold is not None:
-        until = hold["until"]
-        hold = Hold(hold["reason"], None if until is None else date.fromisoformat(until))
+        until, promised = hold["until"], hold.get("promised")
+        hold = Hold(
+            hold["reason"],
+            None if until is None else date.fromisoformat(until),
+            hold.get("kind", ""),
+            None if promised is None else date.fromisoformat(promised),
+            datetime.fromisoformat(hold["since"]) if hold.get("since") else None,
+        )
     return History(
         hold=hold, stop=stop, raw=sent, pending=None if pending is None else Pending(*pending)
     )

@@ -269,6 +269,11 @@ def _recipient(name: str, addr: str) -> Address:
         raise ValueError(f"recipient address {addr!r} is invalid: {exc}") from None
 
 
+def is_message_id(value: str) -> bool:
+    """Whether `value` may go into In-Reply-To/References as it is (a customer's id may not)."""
+    return len(value) <= _LONGEST_PLAIN and bool(_MESSAGE_ID.fullmatch(value))
+
+
 def _checked_id(value: str, what: str) -> str:
     if len(value) > _LONGEST_PLAIN or not _MESSAGE_ID.fullmatch(value):
         raise ValueError(f"{what} {value!r} is not a Message-ID like <id@domain>")

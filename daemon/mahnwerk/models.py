@@ -74,6 +74,9 @@ class Hold:
 
     reason: str
     until: date | None = None
+    kind: str = ""  # promise | paid | auto_reply | "" (a person's pause)
+    promised: date | None = None
+    since: datetime | None = None  # when the pause began
 
 
 class Pending(NamedTuple):

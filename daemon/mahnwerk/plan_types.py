@@ -20,6 +20,8 @@ class PlannedItem(NamedTuple):
     reason: str
     # Days past the due date on the planned day; negative means days until it.
     days_overdue: int
+    # The day the customer had promised to pay by, for a broken-promise follow-up.
+    promised: date | None = None
 
 
 @dataclass(frozen=True, slots=True)

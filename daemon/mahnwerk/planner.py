@@ -28,6 +28,7 @@ class _Due(NamedTuple):
     rank: tuple[int, int]
     reason: str
     days_overdue: int
+    promised: date | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ def plan(
     specific = compiled[:-1]
     overridden = bool(rules.overrides.invoices or rules.overrides.customers)
     week_ago = _week_before(now)
+    broken_promises = rules.replies.broken_promise_template
 
     by_customer: dict[str, list[Invoice]] = defaultdict(list)
     for inv in invoices:
@@ -104,7 +106,11 @@ def plan(
                 if match.matches(inv):
                     policy = candidate
                     break
-            step = _next_due(inv, history, policy, known_days, today, tz)
+            step = None
+            if broken_promises and history is not empty and history.hold is not None:
+                step = _broken_promise(inv, history, policy, broken_promises, today)
+            if step is None:
+                step = _next_due(inv, history, policy, known_days, today, tz)
             if step is None:
                 continue
             if overridden or (
@@ -220,6 +226,35 @@ def _next_due(
         skipped = ", ".join(policy.names[i] for i in range(last_index + 1, index))
         reason += f" ({skipped} skipped: due date passed)"
     return _Due(inv, policy.policy, stage, (index, stage.days), reason, days_overdue)
+
+
+BROKEN_PROMISE = "broken_promise"
+
+
+def _broken_promise(
+    inv: Invoice, history: History, policy: _Compiled, template: str, today: date
+) -> _Due | None:
+    """The follow-up once a promise's pause ran out with the invoice still open.
+
+    Once per promise: a mail of this stage sent since the pause began settles it (a new
+    promise is a new pause). It ranks above the regular stages, so a consolidated mail
+    speaks of the promise; the regular stages go on afterwards from how overdue it is.
+    """
+    hold = history.hold
+    if hold is None or hold.kind != "promise" or hold.until is None or today <= hold.until:
+        return None
+    since = hold.since
+    if any(s.stage == BROKEN_PROMISE and (since is None or s.at >= since) for s in history.sent):
+        return None
+    days_overdue = (today - inv.due_date).days
+    stage = Stage(name=BROKEN_PROMISE, days=max(days_overdue, 0), template=template)
+    promised = hold.promised.isoformat() if hold.promised else "no date"
+    reason = (
+        f"{BROKEN_PROMISE}: promised to pay by {promised}, paused until "
+        f"{hold.until.isoformat()}, still open ({_days(days_overdue)} overdue)"
+    )
+    rank = (len(policy.stages), stage.days)
+    return _Due(inv, policy.policy, stage, rank, reason, days_overdue, hold.promised)
 
 
 def _days(n: int) -> str:
@@ -367,7 +402,9 @@ def _consolidate(
         stage=stage.name,
         action=stage.action,
         template=stage.template,
-        items=tuple(PlannedItem(d.invoice, d.stage.name, d.reason, d.days_overdue) for d in due),
+        items=tuple(
+            PlannedItem(d.invoice, d.stage.name, d.reason, d.days_overdue, d.promised) for d in due
+        ),
         totals=dict(sorted(totals.items())),
         fee=stage.fee,
         fee_currency=rules.company.currency,

@@ -27,13 +27,14 @@ from __future__ import annotations
 import functools
 import re
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import jinja2
@@ -100,6 +101,7 @@ class MailItem:
     open_amount: Decimal
     currency: str
     stage: str
+    promised: date | None = None
 
     @classmethod
     def of(cls, item: PlannedItem) -> MailItem:
@@ -114,6 +116,7 @@ class MailItem:
             open_amount=inv.open_amount,
             currency=inv.currency,
             stage=item.stage,
+            promised=item.promised,
         )
 
 
@@ -222,8 +225,11 @@ class Renderer:
     def path(self, template: str, language: str, part: str) -> Path:
         return self.templates_dir / language / f"{template}.{part}.j2"
 
-    def render(self, reminder: PlannedReminder, today: date) -> RenderedMail:
-        return self._render(reminder, today, self.rules.company)
+    def render(
+        self, reminder: PlannedReminder, today: date, extra: Mapping[str, Any] | None = None
+    ) -> RenderedMail:
+        """`extra` adds variables (a reply notice's `reply`) next to the usual ones."""
+        return self._render(reminder, today, self.rules.company, extra)
 
     def check(self, template: str, language: str) -> list[str]:
         """Render with sample data so that a broken template shows before a customer's mail.
@@ -242,6 +248,7 @@ class Renderer:
         stage = _stage_for(self.rules, template)
         for reminder, company in _samples(self.rules, template, stage, language, date.today()):
             context = _context(reminder, reminder.planned_day, company, locale)
+            context["reply"] = _sample_reply(reminder.planned_day)
             for part in PARTS:
                 where = self.path(template, language, part)
                 try:
@@ -260,7 +267,13 @@ class Renderer:
     def _locale_for(self, language: str) -> str | None:
         return next((loc for lang, loc in self.rules.languages.items() if lang == language), None)
 
-    def _render(self, reminder: PlannedReminder, today: date, company: Company) -> RenderedMail:
+    def _render(
+        self,
+        reminder: PlannedReminder,
+        today: date,
+        company: Company,
+        extra: Mapping[str, Any] | None = None,
+    ) -> RenderedMail:
         template, language = reminder.template, reminder.language
         if template is None:
             raise RenderError(
@@ -270,6 +283,8 @@ class Renderer:
         if locale is None:
             raise RenderError(f"{reminder.key}: no locale for language {language!r} in rules")
         context = _context(reminder, today, company, locale)
+        if extra:
+            context.update(extra)
         subject, text, html = [self._render_part(template, language, p, context) for p in PARTS]
         return RenderedMail(subject=one_line(subject), text=text, html=html)
 
@@ -314,6 +329,26 @@ def _context(
         "today": today,
         "language": reminder.language,
         "locale": locale,
+    }
+
+
+def _sample_reply(today: date) -> dict[str, Any]:
+    """What a reply notice or acknowledgement sees (inbox.py builds the real one)."""
+    return {
+        "label": "promise",
+        "label_name": "Zahlungszusage",
+        "confidence": 0.9,
+        "reasons": ["promise: 'wir zahlen bis'"],
+        "decision": "promise: confidence 0.90",
+        "review": False,
+        "sender": "buchhaltung@kunde.example",
+        "subject": "AW: Zahlungserinnerung",
+        "date": None,
+        "text": "Wir zahlen bis Ende nächster Woche.",
+        "facts": SimpleNamespace(promised_date=today + timedelta(days=10), paid_date=None),
+        "customer_name": "Muster Kunde GmbH",
+        "customer_id": "K-0001",
+        "key": "<sample@kunde.example>",
     }
 
 

@@ -322,8 +322,15 @@ class Imap(Server):
     sent_folder: str | None = Field(default=None, min_length=1)
     # APPEND a copy of each sent reminder to sent_folder (off: Gmail and M365 keep their own).
     append_sent: bool = False
+    # Where a reply goes once its result is committed; created when missing.
+    processed_folder: str | None = Field(default="Mahnwerk/Processed", min_length=1)
+    review_folder: str | None = Field(default="Mahnwerk/Review", min_length=1)
+    # The authserv-id of our own receiving server's Authentication-Results header: only that
+    # header is believed (anyone can add one), and a reply failing DKIM or DMARC there is
+    # never acted on automatically.
+    trusted_authserv_id: str | None = Field(default=None, min_length=1)
 
-    @field_validator("folder", "sent_folder")
+    @field_validator("folder", "sent_folder", "processed_folder", "review_folder")
     @classmethod
     def _folder(cls, value: str | None) -> str | None:
         return value if value is None else _no_newlines(value)
@@ -342,8 +349,30 @@ class Outbox(Strict):
     on_unknown: Literal["hold", "resend"] = "hold"
 
 
+class Replies(Strict):
+    """What the service does with a classified reply (`replies.py` holds the table)."""
+
+    # Below this, a reply goes to the review queue and changes nothing by itself.
+    confidence_threshold: float = Field(default=0.6, ge=0.0, le=1.0)
+    # A promise pauses reminders until its date plus these days.
+    promise_grace_days: int = Field(default=3, ge=0, le=90)
+    # A promise without a date pauses this long.
+    promise_default_days: int = Field(default=14, ge=1, le=120)
+    # Once a promise's pause ends with the invoice still open, this mail goes out the next
+    # send day (stage "broken_promise"); None: the regular stages simply go on.
+    broken_promise_template: str | None = Field(
+        default="broken_promise", pattern=r"^[A-Za-z0-9_\-]+$"
+    )
+    # "Paid" holds reminders this long, waiting for the payment to show in an import.
+    paid_hold_days: int = Field(default=7, ge=1, le=60)
+    # An out-of-office reply with a return date pauses reminders until then.
+    pause_on_auto_reply: bool = True
+    # Send the customer a short acknowledgement (promise noted, dispute being looked at).
+    acknowledge: bool = False
+
+
 class Notify(Strict):
-    """The person who takes over: escalations (and, later, disputes) are mailed here."""
+    """The person who takes over: escalations, disputes, questions and bounces are mailed here."""
 
     to: str = Field(min_length=3)
     language: Literal["de", "en"] = "de"
@@ -373,6 +402,7 @@ class Rules(Strict):
     imap: Imap | None = None
     outbox: Outbox = Field(default_factory=Outbox)
     notify: Notify | None = None
+    replies: Replies = Field(default_factory=Replies)
 
     @field_validator("languages")
     @classmethod

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
+from mahnwerk import mailbox
 from mahnwerk.ledger import history_of, invoice_of
 from mahnwerk.models import EMPTY_HISTORY, Event, History, Invoice
 from mahnwerk.outbox import Entry, undeliverable_reasons
@@ -42,11 +43,15 @@ class StoreView:
         cache: ConversionCache | None = None,
         outbox: Mapping[str, dict[str, Any]] | None = None,
         addresses: Mapping[str, dict[str, Any]] | None = None,
+        mailbox: Mapping[str, dict[str, Any]] | None = None,
+        cursors: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         self._records = records
         self._cache: ConversionCache = {} if cache is None else cache
         self._outbox = outbox or {}
         self._addresses = addresses or {}
+        self._mailbox = mailbox or {}
+        self._cursors = cursors or {}
 
     def __len__(self) -> int:
         return len(self._records)
@@ -97,6 +102,24 @@ class StoreView:
 
     def undeliverable(self) -> dict[str, str]:
         return undeliverable_reasons(self._addresses)
+
+    def received(self, key: str) -> dict[str, Any] | None:
+        """A received mail's record (mailbox.py) by its key, None if never processed."""
+        raw = self._mailbox.get(key)
+        return None if raw is None else dict(raw)
+
+    def received_all(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in self._mailbox.values()]
+
+    def received_by_uid(self) -> dict[tuple[str, int, int], dict[str, Any]]:
+        return mailbox.by_uid(self._mailbox)
+
+    def review_queue(self) -> list[dict[str, Any]]:
+        return mailbox.review_queue(self._mailbox)
+
+    def cursor(self, folder: str) -> dict[str, Any] | None:
+        raw = self._cursors.get(folder)
+        return None if raw is None else dict(raw)
 
 
 class Transaction(Protocol):

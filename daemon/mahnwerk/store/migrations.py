@@ -33,9 +33,14 @@ def _outbox(snapshot: Snapshot) -> Snapshot:
     return {**snapshot, "outbox": snapshot.get("outbox") or {}, "addresses": {}}
 
 
+def _mailbox(snapshot: Snapshot) -> Snapshot:
+    return {**snapshot, "mailbox": snapshot.get("mailbox") or {}, "cursors": {}}
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "0001_initial", _initial),
     Migration(2, "0002_outbox", _outbox),
+    Migration(3, "0003_mailbox", _mailbox),
 )
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 from tinydb import Storage, TinyDB
 
-from mahnwerk import ledger, outbox
+from mahnwerk import ledger, mailbox, outbox
 from mahnwerk.gcpause import paused_gc
 from mahnwerk.models import Event
 from mahnwerk.store import journal
@@ -78,7 +78,14 @@ class _Tx:
     @property
     def view(self) -> StoreView:
         store = self._store
-        return StoreView(store._records, store._cache, store._outbox, store._addresses)
+        return StoreView(
+            store._records,
+            store._cache,
+            store._outbox,
+            store._addresses,
+            store._mailbox,
+            store._cursors,
+        )
 
     def add(self, event: Event) -> None:
         self.events.append(event)
@@ -106,6 +113,8 @@ class TinyDBStore:
         self._records: dict[str, dict[str, Any]] = {}
         self._outbox: dict[str, dict[str, Any]] = {}
         self._addresses: dict[str, dict[str, Any]] = {}
+        self._mailbox: dict[str, dict[str, Any]] = {}
+        self._cursors: dict[str, dict[str, Any]] = {}
         self._cache: ConversionCache = {}
         self._meta: dict[str, Any] = {}
         self._snap_ident: tuple[int, int, int] | None = None
@@ -123,7 +132,12 @@ class TinyDBStore:
         """The current state, including what other processes committed since."""
         self._refresh()
         return StoreView(
-            dict(self._records), self._cache, dict(self._outbox), dict(self._addresses)
+            dict(self._records),
+            self._cache,
+            dict(self._outbox),
+            dict(self._addresses),
+            dict(self._mailbox),
+            dict(self._cursors),
         )
 
     def thread(self, invoice_number: str) -> list[Event]:
@@ -194,6 +208,8 @@ class TinyDBStore:
             self._addresses = {
                 a["email"].casefold(): a for a in (data.get("addresses") or {}).values()
             }
+            self._mailbox = {r["key"]: r for r in (data.get("mailbox") or {}).values()}
+            self._cursors = {c["folder"]: c for c in (data.get("cursors") or {}).values()}
             self._cache.clear()
         self._snap_pos = self._pos = int(doc.get("journal_pos", 0))
         self._seq = int(doc.get("seq", 0))
@@ -222,6 +238,15 @@ class TinyDBStore:
                 continue
             if event.type in outbox.ADDRESS_EVENTS:
                 outbox.apply_address(self._addresses, event)
+                continue
+            if event.type in mailbox.MAILBOX_EVENTS:
+                key = event.data["key"]
+                mail = mailbox.apply(self._mailbox.get(key), event)
+                if mail is not None:
+                    self._mailbox[key] = {**mail, "thread": [*mail["thread"], offset]}
+                continue
+            if event.type in mailbox.CURSOR_EVENTS:
+                mailbox.apply_cursor(self._cursors, event)
                 continue
             record = ledger.apply(self._records.get(event.invoice), event)
             if record is None:
@@ -280,6 +305,8 @@ class TinyDBStore:
             "invoices": {str(i): r for i, r in enumerate(self._records.values(), 1)},
             "outbox": {str(i): e for i, e in enumerate(self._outbox.values(), 1)},
             "addresses": {str(i): a for i, a in enumerate(self._addresses.values(), 1)},
+            "mailbox": {str(i): r for i, r in enumerate(self._mailbox.values(), 1)},
+            "cursors": {str(i): c for i, c in enumerate(self._cursors.values(), 1)},
         }
         self._db.storage.write(data)
         self._snap_pos = self._pos

@@ -1,0 +1,307 @@
+"""Replies end to end: reminders out over a loopback SMTP server, customers' answers into a
+real Dovecot, `Ingest` reads, matches, classifies, acts and files them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from email import message_from_bytes, policy
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+import imap_server as loopback_imap
+import smtp_server as loopback
+from _workspace import import_samples, load, smtp_section, write_rules
+from mahnwerk import ledger
+from mahnwerk.delivery import Tick
+from mahnwerk.inbox import Ingest
+from mahnwerk.store import TinyDBStore
+
+smtp_server = loopback.smtp_server
+imap_server = loopback_imap.imap_server
+
+BERLIN = ZoneInfo("Europe/Berlin")
+NOW = datetime(2026, 11, 25, 9, 0, tzinfo=BERLIN)
+LATER = datetime(2026, 11, 26, 9, 30, tzinfo=BERLIN)
+ENV = {"TEST_IMAP_PASSWORD": loopback_imap.PASSWORD}
+NOTIFY = "forderungen-team@muster-handel.example"
+PROCESSED = "Mahnwerk/Processed"
+REVIEW = "Mahnwerk/Review"
+
+
+@dataclass
+class World:
+    store: TinyDBStore
+    rules_path: Path
+    smtp: loopback.LoopbackSmtp
+    imap: loopback_imap.LoopbackImap
+    sent: dict[str, Any]  # recipient -> our parsed reminder
+
+    def ingest(self, now: datetime = LATER) -> Any:
+        return Ingest(self.store, load(self.rules_path), now, ENV).run()
+
+    def tick(self, now: datetime) -> Any:
+        return Tick(self.store, load(self.rules_path), now, environ=ENV).run()
+
+
+@pytest.fixture
+def world(
+    tmp_path: Path, smtp_server: loopback.LoopbackSmtp, imap_server: loopback_imap.LoopbackImap
+) -> Iterator[World]:
+    settings = imap_server.settings(password_env="TEST_IMAP_PASSWORD")
+    imap = settings.model_dump(exclude_defaults=True)
+    imap.pop("sent_folder", None)
+    rules_path = write_rules(
+        tmp_path,
+        smtp=smtp_section(smtp_server.port),
+        imap=imap,
+        notify={"to": NOTIFY, "language": "de"},
+    )
+    store = TinyDBStore(tmp_path / "state")
+    import_samples(store, NOW)
+    w = World(store, rules_path, smtp_server, imap_server, {})
+    report = w.tick(NOW)
+    assert not report.errors, report.errors
+    for m in smtp_server.messages:
+        parsed = message_from_bytes(m.data, policy=policy.default)
+        w.sent[m.rcpt_tos[0]] = parsed
+    assert len(w.sent) >= 6, sorted(w.sent)
+    yield w
+    store.close()
+
+
+def reply(
+    ours: Any,
+    body: str,
+    *,
+    sender: str | None = None,
+    subject: str | None = None,
+    extra: str = "",
+    message_id: str,
+) -> bytes:
+    """A customer's answer to one of our reminders, as their mail client would send it."""
+    frm = sender or str(ours["To"].addresses[0].addr_spec)
+    head = (
+        f"From: {frm}\r\n"
+        f"To: {ours['Reply-To'] or ours['From']}\r\n"
+        f"Subject: {subject or 'AW: ' + str(ours['Subject'])}\r\n"
+        f"Date: {format_datetime(LATER)}\r\n"
+        f"Message-ID: {message_id}\r\n"
+        f"In-Reply-To: {ours['Message-ID']}\r\n"
+        f"References: {ours['References']} {ours['Message-ID']}\r\n"
+        f"{extra}"
+        "MIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\n"
+        "Content-Transfer-Encoding: 8bit\r\n\r\n"
+    )
+    quoted = "\r\n".join("> " + line for line in ours.get_body(("plain",)).get_content().split("\n"))
+    return (head + body.replace("\n", "\r\n") + "\r\n\r\n" + quoted + "\r\n").encode("utf-8")
+
+
+def thread_types(store: TinyDBStore, invoice: str) -> list[str]:
+    return [e.type for e in store.thread(invoice)]
+
+
+def reply_event(store: TinyDBStore, invoice: str) -> Any:
+    found = [e for e in store.thread(invoice) if e.type == ledger.REPLY_RECEIVED]
+    assert found, thread_types(store, invoice)
+    return found[-1]
+
+
+def test_replies_are_matched_classified_acted_on_and_filed(world: World) -> None:
+    w, imap = world, world.imap
+    mueller = w.sent["buchhaltung@mueller-soehne.example"]
+    alpen = w.sent["finanzen@alpenblick-treuhand.example"]
+    vandijk = w.sent["facturen@vandijk-logistiek.example"]
+    cafe = w.sent["petra.koehler@cafe-zuckerhut.example"]
+    imap.deliver(
+        "INBOX",
+        reply(
+            mueller,
+            "Sehr geehrte Damen und Herren,\n\nwir werden den Betrag bis zum 10.12. überweisen.\n\n"
+            "Mit freundlichen Grüßen\nK. Müller",
+            message_id="<r1@mueller-soehne.example>",
+        ),
+    )
+    imap.deliver(
+        "INBOX",
+        reply(
+            alpen,
+            "Guten Tag,\n\ndie Rechnung ist falsch, die Leistung wurde nie erbracht. "
+            "Wir widersprechen der Forderung und zahlen nicht.\n\nAlpenblick Treuhand",
+            message_id="<r2@alpenblick-treuhand.example>",
+        ),
+    )
+    imap.deliver(
+        "INBOX",
+        reply(
+            vandijk,
+            "Dear Sir or Madam,\n\nwe paid this invoice yesterday by bank transfer.\n\nKind regards",
+            message_id="<r3@vandijk-logistiek.example>",
+        ),
+    )
+    imap.deliver(
+        "INBOX",
+        reply(
+            cafe,
+            "Ich bin bis einschließlich 4.12. nicht im Haus und lese meine E-Mails danach.",
+            subject="Abwesenheitsnotiz: " + str(cafe["Subject"]),
+            extra="Auto-Submitted: auto-replied\r\n",
+            message_id="<r4@cafe-zuckerhut.example>",
+        ),
+    )
+    stranger = (
+        "From: someone@unrelated.example\r\nTo: forderungen@muster-handel.example\r\n"
+        "Subject: Frage\r\nDate: Thu, 26 Nov 2026 08:00:00 +0100\r\n"
+        "Message-ID: <s1@unrelated.example>\r\n\r\nKoennen Sie mir ein Angebot schicken?\r\n"
+    ).encode()
+    imap.deliver("INBOX", stranger)
+
+    report = w.ingest()
+
+    assert not report.errors, report.errors
+    by_key = {line.key: line for line in report.lines}
+    assert set(by_key) == {
+        "<r1@mueller-soehne.example>",
+        "<r2@alpenblick-treuhand.example>",
+        "<r3@vandijk-logistiek.example>",
+        "<r4@cafe-zuckerhut.example>",
+        "<s1@unrelated.example>",
+    }
+    assert by_key["<r1@mueller-soehne.example>"].label == "promise"
+    assert by_key["<r2@alpenblick-treuhand.example>"].label == "dispute"
+    assert by_key["<r3@vandijk-logistiek.example>"].label == "paid"
+    assert by_key["<r4@cafe-zuckerhut.example>"].label == "auto_reply"
+    assert by_key["<s1@unrelated.example>"].state == "review"
+
+    view = w.store.view()
+    histories = view.histories()
+    # Promise: paused until the promised day plus grace, with the promise kept.
+    hold = histories["RE-2026-0431"].hold
+    assert hold is not None and hold.kind == "promise"
+    assert hold.promised is not None and hold.promised.isoformat() == "2026-12-10"
+    assert hold.until is not None and hold.until.isoformat() == "2026-12-13"
+    # Dispute: Mahnstopp.
+    assert histories["RE-2026-0277"].stop is not None
+    # Paid: held for the import to confirm.
+    paid_hold = histories["RE-2026-0426"].hold
+    assert paid_hold is not None and paid_hold.kind == "paid"
+    # Every matched reply is in its invoice's thread, with how it matched and why.
+    event = reply_event(w.store, "RE-2026-0426")
+    assert event.data["match"]["how"] == "message_id"
+    assert event.data["label"] == "paid"
+    assert event.data["reasons"]
+    assert "paid" in event.reason
+    # The quoted reminder did not leak into what was kept of the customer's words.
+    assert "IBAN" not in event.data["text"]
+
+    # Filed only after the commit: the inbox is empty, the stranger waits in review.
+    assert imap.messages("INBOX") == []
+    assert len(imap.messages(PROCESSED)) == 4
+    assert len(imap.messages(REVIEW)) == 1
+    assert [r["key"] for r in view.review_queue()] == ["<s1@unrelated.example>"]
+
+    # A person hears of the dispute and of the stranger (review), through the outbox.
+    notices = [e for e in view.entries() if e.kind == "notice" and e.to == NOTIFY]
+    assert len(notices) == 2, [(e.key, e.subject) for e in notices]
+    assert any("Einspruch" in e.subject for e in notices)
+
+    # A second pass finds nothing new.
+    again = w.ingest()
+    assert again.lines == [] and again.moved == 0
+
+    # The same mail delivered twice is filed, not processed twice.
+    imap.deliver("INBOX", imap.messages(PROCESSED)[0].data)
+    dup = w.ingest()
+    assert [line.state for line in dup.lines] == ["duplicate"]
+    assert imap.messages("INBOX") == []
+    assert thread_types(w.store, "RE-2026-0426").count(ledger.REPLY_RECEIVED) == 1
+
+
+def test_the_next_tick_sends_the_notices_and_no_reminder_to_who_answered(world: World) -> None:
+    w = world
+    mueller = w.sent["buchhaltung@mueller-soehne.example"]
+    w.imap.deliver(
+        "INBOX",
+        reply(
+            mueller,
+            "Die Lieferung war unvollständig, daher zahlen wir nicht.",
+            message_id="<d1@mueller-soehne.example>",
+        ),
+    )
+    before = len(w.smtp.messages)
+    report = w.tick(datetime(2026, 12, 9, 9, 0, tzinfo=BERLIN))
+    assert report.ingest is not None and [m.label for m in report.ingest.lines] == ["dispute"]
+    new = w.smtp.messages[before:]
+    assert NOTIFY in {m.rcpt_tos[0] for m in new}
+    # The disputed invoice is under Mahnstopp; another one of the customer's may go on.
+    to_mueller = [m.data for m in new if m.rcpt_tos[0] == "buchhaltung@mueller-soehne.example"]
+    assert not any(b"RE-2026-0431" in data for data in to_mueller)
+    notice = next(m for m in new if m.rcpt_tos[0] == NOTIFY)
+    body = message_from_bytes(notice.data, policy=policy.default).get_body(("plain",))
+    assert "Lieferung war unvollständig" in body.get_content()
+
+
+def test_a_bounce_blocks_the_address(world: World) -> None:
+    w = world
+    ours = w.sent["j.weiss@web.example"]
+    dsn = (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example>\r\n"
+        "To: forderungen@muster-handel.example\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        f"Date: {format_datetime(LATER)}\r\n"
+        "Message-ID: <bounce1@mx.example>\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.example\r\n\r\n"
+        "Final-Recipient: rfc822; j.weiss@web.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n"
+        "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"Message-ID: {ours['Message-ID']}\r\nSubject: {ours['Subject']}\r\n"
+        "--B--\r\n"
+    ).encode()
+    w.imap.deliver("INBOX", dsn)
+    report = w.ingest()
+    assert [(m.label, m.state) for m in report.lines] == [("bounce", "processed")]
+    assert "j.weiss@web.example" in w.store.view().undeliverable()
+    assert reply_event(w.store, "RE-2026-0440").data["match"]["how"] in ("bounce", "message_id")
+
+
+def test_a_broken_promise_is_followed_up_once(world: World) -> None:
+    w = world
+    mueller = w.sent["buchhaltung@mueller-soehne.example"]
+    w.imap.deliver(
+        "INBOX",
+        reply(mueller, "Wir überweisen bis zum 10.12.", message_id="<p1@mueller-soehne.example>"),
+    )
+    w.ingest()
+
+    def to_mueller(since: int) -> list[Any]:
+        return [
+            message_from_bytes(m.data, policy=policy.default)
+            for m in w.smtp.messages[since:]
+            if m.rcpt_tos[0] == "buchhaltung@mueller-soehne.example"
+        ]
+
+    before = len(w.smtp.messages)
+    # Paused through the promised day plus three days' grace (until 13 December).
+    w.tick(datetime(2026, 12, 11, 9, 0, tzinfo=BERLIN))
+    assert not any("0431" in str(m["Subject"]) for m in to_mueller(before))
+    before = len(w.smtp.messages)
+    w.tick(datetime(2026, 12, 14, 9, 0, tzinfo=BERLIN))
+    follow = to_mueller(before)
+    assert [str(m["Subject"]) for m in follow] == ["Ihre Zahlungszusage: Rechnung RE-2026-0431"]
+    text = follow[0].get_body(("plain",)).get_content()
+    assert "bis zum 10. Dezember 2026" in text
+    # Once: the next tick days later goes on with the regular stages, not another follow-up.
+    before = len(w.smtp.messages)
+    w.tick(datetime(2026, 12, 15, 9, 0, tzinfo=BERLIN))
+    assert all("Zahlungszusage" not in str(m["Subject"]) for m in to_mueller(before))

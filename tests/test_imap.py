@@ -6,6 +6,7 @@ import base64
 import logging
 import re
 import socket
+import threading
 import traceback
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -383,3 +384,45 @@ def test_stopped_server_refuses_new_sessions(imap_server: LoopbackImap) -> None:
     with pytest.raises(ImapConnectError) as err:
         session(imap_server).__enter__()
     assert err.value.stage == "connect"
+
+
+# -- reading replies ---------------------------------------------------------------------
+
+
+def test_open_list_fetch_and_move(imap_server: LoopbackImap) -> None:
+    first = imap_server.deliver("INBOX", mail("<a@kunde.example>"))
+    second = imap_server.deliver("INBOX", mail("<b@kunde.example>"))
+    with session(imap_server) as s:
+        assert s.ensure_folder("Mahnwerk/Processed") is True
+        state = s.open_folder("INBOX")
+        assert state.uidvalidity > 0 and state.exists == 2 and state.uidnext > second
+        assert s.uids() == [first, second]
+        fetched = s.fetch([first, second])
+        assert fetched[first] == mail("<a@kunde.example>")
+        s.move([first], "Mahnwerk/Processed")
+        assert s.uids() == [second]
+    # Fetching did not mark anything read.
+    assert imap_server.messages("INBOX")[0].flags == frozenset()
+    assert [m.data for m in imap_server.messages("Mahnwerk/Processed")] == [
+        mail("<a@kunde.example>")
+    ]
+
+
+def test_open_folder_names_a_missing_folder(imap_server: LoopbackImap) -> None:
+    with session(imap_server) as s, pytest.raises(ImapConnectError) as caught:
+        s.open_folder("Antworten")
+    assert caught.value.stage == "folder"
+
+
+def test_idle_wakes_on_new_mail_and_times_out_without(imap_server: LoopbackImap) -> None:
+    with session(imap_server) as s:
+        s.open_folder("INBOX")
+        assert s.idle_wait(0.3) is False
+        timer = threading.Timer(0.3, lambda: imap_server.deliver("INBOX", mail()))
+        timer.start()
+        try:
+            assert s.idle_wait(10) is True
+        finally:
+            timer.join()
+        # Still usable after IDLE.
+        assert len(s.uids()) == 1

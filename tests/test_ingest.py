@@ -99,7 +99,8 @@ def reply(
         "Content-Type: text/plain; charset=utf-8\r\n"
         "Content-Transfer-Encoding: 8bit\r\n\r\n"
     )
-    quoted = "\r\n".join("> " + line for line in ours.get_body(("plain",)).get_content().split("\n"))
+    lines = ours.get_body(("plain",)).get_content().split("\n")
+    quoted = "\r\n".join("> " + line for line in lines)
     return (head + body.replace("\n", "\r\n") + "\r\n\r\n" + quoted + "\r\n").encode("utf-8")
 
 
@@ -141,7 +142,8 @@ def test_replies_are_matched_classified_acted_on_and_filed(world: World) -> None
         "INBOX",
         reply(
             vandijk,
-            "Dear Sir or Madam,\n\nwe paid this invoice yesterday by bank transfer.\n\nKind regards",
+            "Dear Sir or Madam,\n\nwe paid this invoice yesterday by bank transfer."
+            "\n\nKind regards",
             message_id="<r3@vandijk-logistiek.example>",
         ),
     )
@@ -156,10 +158,10 @@ def test_replies_are_matched_classified_acted_on_and_filed(world: World) -> None
         ),
     )
     stranger = (
-        "From: someone@unrelated.example\r\nTo: forderungen@muster-handel.example\r\n"
-        "Subject: Frage\r\nDate: Thu, 26 Nov 2026 08:00:00 +0100\r\n"
-        "Message-ID: <s1@unrelated.example>\r\n\r\nKoennen Sie mir ein Angebot schicken?\r\n"
-    ).encode()
+        b"From: someone@unrelated.example\r\nTo: forderungen@muster-handel.example\r\n"
+        b"Subject: Frage\r\nDate: Thu, 26 Nov 2026 08:00:00 +0100\r\n"
+        b"Message-ID: <s1@unrelated.example>\r\n\r\nKoennen Sie mir ein Angebot schicken?\r\n"
+    )
     imap.deliver("INBOX", stranger)
 
     report = w.ingest()

@@ -30,6 +30,8 @@ CORE = [
     "mailbox.py",
     "datephrases.py",
     "amounts.py",
+    "inbound.py",
+    "replytext.py",
 ]
 FORBIDDEN_MODULES = {
     "os",

@@ -400,6 +400,10 @@ def tick(ctx: Ctx, as_of: str | None, as_json: bool) -> None:
         _echo_json(report.to_json())
     else:
         lines = [f"tick at {report.now.isoformat(timespec='minutes')}"]
+        if report.ingest is not None and report.ingest.lines:
+            states = [m.state for m in report.ingest.lines]
+            counts = ", ".join(f"{states.count(s)} {s}" for s in dict.fromkeys(states))
+            lines.append(f"replies read: {counts} (mahnwerk review lists what needs a person)")
         if not report.window_open:
             lines.append(f"send window closed: {report.window_note}; nothing delivered")
         # One line per mail, with where it ended up (--json has every step).

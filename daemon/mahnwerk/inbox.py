@@ -46,6 +46,10 @@ from mahnwerk.store import messages, secret
 from mahnwerk.store.tinydb_store import TinyDBStore
 
 log = logging.getLogger(__name__)
+# mail-parser logs every MIME part type it does not know and every header it cannot decode
+# (quoting customer text); the defects of a
+# mail are recorded in its thread instead.
+logging.getLogger("mailparser").setLevel(logging.CRITICAL)
 
 # Messages fetched and committed together: one fsync per batch, and a kill redoes at
 # most one batch (its results were not committed, so nothing is done twice).
@@ -171,7 +175,8 @@ class Ingest:
         self._domain = message.sender_domain(self.rules.company.sender)
         self._renderer = Renderer(loaded.templates_dir, self.rules)
         self._tz = ZoneInfo(self.rules.company.timezone)
-        self._tokens: dict[str, str] = {}
+        self._tokens: dict[str, str] = {}  # thread token -> customer
+        self._tokened: set[str] = set()
 
     @property
     def settings(self) -> Imap:
@@ -517,9 +522,10 @@ class Ingest:
     def _index(self, view: Any) -> MatchIndex:
         invoices: list[Invoice] = view.invoices()
         for inv in invoices:
-            if inv.customer_id not in self._tokens.values():
+            if inv.customer_id not in self._tokened:
                 token = message.thread_token(self._secret, inv.customer_id, self._domain)
                 self._tokens[token] = inv.customer_id
+                self._tokened.add(inv.customer_id)
         sent = {
             e.message_id: Sent(e.customer_id, tuple(i.number for i in e.items), e.to)
             for e in view.entries()

@@ -187,7 +187,7 @@ def match(mail: InboundMail, index: MatchIndex) -> Match:
 
 
 def _named_invoices(mail: InboundMail, index: MatchIndex) -> tuple[str, ...]:
-    text = f"{mail.subject}\n{mail.own_text or mail.text}"
+    text = f"{mail.subject}\n{mail.own_text}"
     found = find_invoice_refs(text, index.invoice_customer.keys())
     return tuple(n for n in found if n in index.invoice_customer)
 

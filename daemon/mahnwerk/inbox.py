@@ -227,13 +227,23 @@ class Ingest:
             elif uid > last or moving:
                 fresh.append(uid)
         self._move(session, moves)
+        if not fresh:
+            return
+        # Built once per pass: within it only notices are added, which nobody replies to.
+        index = self._index(view)
         for start in range(0, len(fresh), BATCH):
-            self._batch(session, settings, state, fresh[start : start + BATCH])
+            self._batch(session, settings, state, fresh[start : start + BATCH], index)
 
-    def _batch(self, session: Mailbox, settings: Imap, state: FolderState, uids: list[int]) -> None:
+    def _batch(
+        self,
+        session: Mailbox,
+        settings: Imap,
+        state: FolderState,
+        uids: list[int],
+        index: MatchIndex,
+    ) -> None:
         fetched = session.fetch(uids)
         view = self.store.view()
-        index = self._index(view)
         done: list[_Done] = []
         seen: dict[str, _Done] = {}
         for uid in uids:
@@ -254,7 +264,7 @@ class Ingest:
         events: list[Event] = []
         for d in done:
             events += d.events
-        queued = {e.key for e in view.entries()}
+        queued = view.entry_keys()
         for (mail, _data, message_id, subject), sha in zip(notices, notice_hashes, strict=True):
             if mail.key in queued:
                 continue
@@ -405,8 +415,9 @@ class Ingest:
         out = []
         invoices = [inv for n in found.invoices if (inv := view.invoice(n)) is not None]
         notify = self.rules.notify
-        wanted = decision.notify or decision.state == replies.REVIEW
-        if notify is not None and wanted:
+        # Disputes, questions and bounces (the table); the rest of the review queue is
+        # what `mahnwerk review` lists, not a mail per stranger or thank-you.
+        if notify is not None and decision.notify:
             to = _addr_spec(notify.to)
             out.append(
                 self._notice(

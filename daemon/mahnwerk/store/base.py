@@ -92,6 +92,10 @@ class StoreView:
         """Every outbox entry, sent and cancelled ones included."""
         return [Entry.from_json(e) for e in self._outbox.values()]
 
+    def entry_keys(self) -> set[str]:
+        """The keys alone, without converting every entry."""
+        return set(self._outbox)
+
     def entry(self, key: str) -> Entry | None:
         raw = self._outbox.get(key)
         return None if raw is None else Entry.from_json(raw)

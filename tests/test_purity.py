@@ -32,6 +32,8 @@ CORE = [
     "amounts.py",
     "inbound.py",
     "replytext.py",
+    "classify.py",
+    "invoicerefs.py",
 ]
 FORBIDDEN_MODULES = {
     "os",

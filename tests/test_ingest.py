@@ -3,6 +3,10 @@ real Dovecot, `Ingest` reads, matches, classifies, acts and files them."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -13,6 +17,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+import yaml
 
 import imap_server as loopback_imap
 import smtp_server as loopback
@@ -308,3 +313,100 @@ def test_a_broken_promise_is_followed_up_once(world: World) -> None:
     before = len(w.smtp.messages)
     w.tick(datetime(2026, 12, 15, 9, 0, tzinfo=BERLIN))
     assert all("Zahlungszusage" not in str(m["Subject"]) for m in to_mueller(before))
+
+
+def mw(w: World, *args: str, code: int = 0) -> str:
+    """The real command line on the world's rules and state."""
+    env = {k: v for k, v in os.environ.items() if k != "STATE_DIRECTORY"}
+    env.update(ENV)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mahnwerk", "--config", str(w.rules_path)]
+        + ["--state-dir", str(w.store.dir), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == code, proc.stderr
+    return proc.stdout
+
+
+def test_the_human_loop_on_the_command_line(world: World, tmp_path: Path) -> None:
+    w = world
+    schroeder = w.sent["rechnungen@baeckerei-schroeder.example"]
+    w.imap.deliver(
+        "INBOX",
+        reply(
+            schroeder,
+            "Koennen Sie uns die Rechnung bitte noch einmal als PDF schicken?",
+            message_id="<q1@baeckerei-schroeder.example>",
+        ),
+    )
+    out = json.loads(mw(w, "ingest", "--json"))
+    assert [(m["label"], m["state"]) for m in out["messages"]] == [("question", "review")]
+    queue = json.loads(mw(w, "review", "--json"))
+    assert [r["key"] for r in queue] == ["<q1@baeckerei-schroeder.example>"]
+    invoice = queue[0]["invoices"][0]
+
+    # A person answered the question; the customer promised on the phone.
+    mw(w, "resolve", invoice, "--as", "promise", "--date", "2026-12-20", "--note", "Telefon")
+    assert json.loads(mw(w, "review", "--json")) == []
+    hold = w.store.view().histories()[invoice].hold
+    assert hold is not None and hold.kind == "promise" and str(hold.until) == "2026-12-23"
+    thread = mw(w, "thread", invoice)
+    assert "reply_received" in thread and "resolved by a person as promise (Telefon)" in thread
+
+    mw(w, "resume", invoice)
+    assert w.store.view().histories()[invoice].hold is None
+    mw(w, "pause", invoice, "--reason", "Ratenplan", "--until", "2027-01-31")
+    hold = w.store.view().histories()[invoice].hold
+    assert hold is not None and str(hold.until) == "2027-01-31"
+    mw(w, "pause", invoice, "--reason", "x", "--until", "31.01.2027", code=2)
+    mw(w, "resolve", "NO-SUCH", "--as", "paid", code=1)
+
+    # classify stores nothing and prints one JSON object per file.
+    eml = tmp_path / "r.eml"
+    eml.write_bytes(
+        reply(schroeder, "Wir zahlen bis 10.12.", message_id="<c1@baeckerei-schroeder.example>")
+    )
+    before = w.store.view().received_all()
+    row = json.loads(mw(w, "classify", str(eml), "--json"))
+    assert row["label"] == "promise" and row["promised_date"] == "2026-12-10"
+    assert set(row) == {
+        "file",
+        "label",
+        "confidence",
+        "promised_date",
+        "paid_date",
+        "amount",
+        "invoice_refs",
+        "reasons",
+    }
+    assert w.store.view().received_all() == before
+
+
+def test_acknowledgements_go_to_the_customer_when_switched_on(world: World) -> None:
+    w = world
+    data = yaml.safe_load(w.rules_path.read_text(encoding="utf-8"))
+    data["replies"]["acknowledge"] = True
+    w.rules_path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    mueller = w.sent["buchhaltung@mueller-soehne.example"]
+    w.imap.deliver(
+        "INBOX",
+        reply(mueller, "Wir zahlen bis zum 10.12.", message_id="<a1@mueller-soehne.example>"),
+    )
+    w.ingest()
+    acks = [e for e in w.store.view().entries() if e.key.startswith("notice:ack:")]
+    assert [(e.to, e.subject) for e in acks] == [
+        ("buchhaltung@mueller-soehne.example", "Ihre Zahlungszusage: Rechnung RE-2026-0431")
+    ]
+    before = len(w.smtp.messages)
+    w.tick(LATER)
+    sent = [m for m in w.smtp.messages[before:] if m.rcpt_tos[0] == acks[0].to]
+    assert len(sent) == 1
+    body = message_from_bytes(sent[0].data, policy=policy.default).get_body(("plain",))
+    assert "10. Dezember 2026" in body.get_content()
+    # It answers the customer's mail, in their thread.
+    assert "<a1@mueller-soehne.example>" in str(
+        message_from_bytes(sent[0].data, policy=policy.default)["In-Reply-To"]
+    )

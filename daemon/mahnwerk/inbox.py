@@ -22,8 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
+import os
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
@@ -51,6 +55,9 @@ log = logging.getLogger(__name__)
 # mail are recorded in its thread instead.
 logging.getLogger("mailparser").setLevel(logging.CRITICAL)
 
+# A pass with at least this many new mails parses and classifies them in worker processes.
+PARALLEL_FROM = 32
+MAX_WORKERS = 4
 # Messages fetched and committed together: one fsync per batch, and a kill redoes at
 # most one batch (its results were not committed, so nothing is done twice).
 BATCH = 100
@@ -177,6 +184,7 @@ class Ingest:
         self._tz = ZoneInfo(self.rules.company.timezone)
         self._tokens: dict[str, str] = {}  # thread token -> customer
         self._tokened: set[str] = set()
+        self._analyser = Analyser((), parallel=False)
 
     @property
     def settings(self) -> Imap:
@@ -231,8 +239,10 @@ class Ingest:
             return
         # Built once per pass: within it only notices are added, which nobody replies to.
         index = self._index(view)
-        for start in range(0, len(fresh), BATCH):
-            self._batch(session, settings, state, fresh[start : start + BATCH], index)
+        with Analyser(index.invoice_customer.keys(), parallel=len(fresh) >= PARALLEL_FROM) as a:
+            self._analyser = a
+            for start in range(0, len(fresh), BATCH):
+                self._batch(session, settings, state, fresh[start : start + BATCH], index)
 
     def _batch(
         self,
@@ -244,6 +254,7 @@ class Ingest:
     ) -> None:
         fetched = session.fetch(uids)
         view = self.store.view()
+        analysed = dict(zip(fetched, self._analyser.run(list(fetched.values())), strict=True))
         done: list[_Done] = []
         seen: dict[str, _Done] = {}
         for uid in uids:
@@ -251,7 +262,7 @@ class Ingest:
             if raw is None:
                 self.report.errors.append(f"UID {uid}: the server returned no message")
                 continue
-            result = self._one(uid, raw, index, settings, state, view, seen)
+            result = self._one(uid, raw, analysed[uid], index, settings, state, view, seen)
             done.append(result)
             if result.line.state != "duplicate":
                 seen[result.key] = result
@@ -301,6 +312,7 @@ class Ingest:
         self,
         uid: int,
         raw: bytes,
+        analysed: tuple[InboundMail, Classification],
         index: MatchIndex,
         settings: Imap,
         state: FolderState,
@@ -308,7 +320,7 @@ class Ingest:
         seen: Mapping[str, _Done],
     ) -> _Done:
         sha = hashlib.sha256(raw).hexdigest()
-        mail = _parsed(raw)
+        mail, result = analysed
         key = mailbox.key_for(mail.message_id, sha)
         earlier = view.received(key)
         if earlier is not None or key in seen:
@@ -317,7 +329,6 @@ class Ingest:
             line = Line(key, uid, mail.from_address, mail.subject, "", 0.0, "duplicate", (), why)
             return _Done(uid, key, sha, [], [], target, line)
         found = match(mail, index)
-        result = _classified(mail, index)
         received = replies.Received(
             key,
             sha,
@@ -553,14 +564,69 @@ def _parsed(raw: bytes) -> InboundMail:
         return InboundMail(defects=(f"parser failed: {type(exc).__name__}: {exc}",))
 
 
-def _classified(mail: InboundMail, index: MatchIndex) -> Classification:
+def _classified(mail: InboundMail, known: Collection[str]) -> Classification:
     try:
-        return classify(mail, known_invoices=index.invoice_customer.keys())
+        return classify(mail, known_invoices=known)
     except Exception as exc:  # a classifier bug sends the mail to a person, never away
         log.exception("classifier failed")
         return Classification(
             "other", 0.0, reasons=(f"classifier failed: {exc}",), version=CLASSIFIER_VERSION
         )
+
+
+def _analyse(raw: bytes, known: Collection[str]) -> tuple[InboundMail, Classification]:
+    mail = _parsed(raw)
+    return mail, _classified(mail, known)
+
+
+# Set in each worker process once, so that the invoice numbers are not sent per message.
+_worker_known: frozenset[str] = frozenset()
+
+
+def _worker_init(known: frozenset[str]) -> None:
+    global _worker_known
+    _worker_known = known
+
+
+def _worker_analyse(raw: bytes) -> tuple[InboundMail, Classification]:
+    return _analyse(raw, _worker_known)
+
+
+class Analyser:
+    """Parsing and classifying, the CPU-bound part of a pass, over every core.
+
+    Both are pure functions of the bytes (and the invoice numbers), so a backlog is spread
+    over worker processes (forkserver: safe beside the threads of the store); a handful of
+    mails is read in this process, where starting workers would cost more than it saves.
+    A worker that dies takes nothing with it: that batch is read here instead.
+    """
+
+    def __init__(self, known: Collection[str], *, parallel: bool) -> None:
+        self.known = frozenset(known)
+        workers = min(os.cpu_count() or 1, MAX_WORKERS)
+        self._pool: ProcessPoolExecutor | None = None
+        if parallel and workers > 1:
+            context = multiprocessing.get_context("forkserver")
+            context.set_forkserver_preload(["mahnwerk.inbox"])
+            self._pool = ProcessPoolExecutor(
+                workers, mp_context=context, initializer=_worker_init, initargs=(self.known,)
+            )
+
+    def __enter__(self) -> Analyser:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def run(self, raws: list[bytes]) -> list[tuple[InboundMail, Classification]]:
+        if self._pool is not None and len(raws) > 1:
+            try:
+                return list(self._pool.map(_worker_analyse, raws, chunksize=8))
+            except BrokenProcessPool:
+                log.error("a parser process died; reading this batch in the main process")
+                self._pool = None
+        return [_analyse(raw, self.known) for raw in raws]
 
 
 def _bounce_text(mail: InboundMail) -> str:

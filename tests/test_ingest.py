@@ -315,13 +315,16 @@ def test_a_broken_promise_is_followed_up_once(world: World) -> None:
     assert all("Zahlungszusage" not in str(m["Subject"]) for m in to_mueller(before))
 
 
+def _where(w: World) -> list[str]:
+    return ["--config", str(w.rules_path), "--state-dir", str(w.store.dir)]
+
+
 def mw(w: World, *args: str, code: int = 0) -> str:
     """The real command line on the world's rules and state."""
     env = {k: v for k, v in os.environ.items() if k != "STATE_DIRECTORY"}
     env.update(ENV)
     proc = subprocess.run(
-        [sys.executable, "-m", "mahnwerk", "--config", str(w.rules_path)]
-        + ["--state-dir", str(w.store.dir), *args],
+        [sys.executable, "-m", "mahnwerk", *_where(w), *args],
         env=env,
         capture_output=True,
         text=True,

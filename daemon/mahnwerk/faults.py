@@ -12,7 +12,7 @@ import signal
 
 ENV = "MAHNWERK_CRASH_AT"
 # The points, in the order one mail passes them (delivery.py), then a reply (inbox.py).
-POINTS = ("queued", "attempt", "accepted", "recorded", "ingested", "moved")
+POINTS = ("queued", "attempt", "accepted", "recorded", "stored", "ingested", "moved")
 _seen: dict[str, int] = {}
 
 

@@ -253,6 +253,9 @@ class Ingest:
         index: MatchIndex,
     ) -> None:
         fetched = session.fetch(uids)
+        # The raw bytes first, durable: whatever fails after, the mail is kept.
+        messages.put_many(self.state_dir, list(fetched.values()))
+        crash_point("stored")
         view = self.store.view()
         analysed = dict(zip(fetched, self._analyser.run(list(fetched.values())), strict=True))
         done: list[_Done] = []
@@ -268,10 +271,9 @@ class Ingest:
                 seen[result.key] = result
         if not done:
             return
-        # The raw mails and the notices' bytes first, durable: nothing names a missing file.
+        # The notices' bytes before the unit that names them.
         notices = [n for d in done for n in d.notices]
-        hashes = messages.put_many(self.state_dir, [*fetched.values(), *(n[1] for n in notices)])
-        notice_hashes = hashes[len(fetched) :]
+        notice_hashes = messages.put_many(self.state_dir, [n[1] for n in notices])
         events: list[Event] = []
         for d in done:
             events += d.events

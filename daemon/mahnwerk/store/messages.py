@@ -44,6 +44,8 @@ def put_many(state_dir: Path, datas: list[bytes]) -> list[str]:
     next `put` of that content rewrites it), and no outbox entry names a file before
     this returns.  The fsyncs run side by side, so the file system commits them together.
     """
+    if not datas:
+        return []
     folder = state_dir / MESSAGES
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     hashes = []

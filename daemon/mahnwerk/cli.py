@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
@@ -27,7 +28,7 @@ from mahnwerk.imap import ImapError
 from mahnwerk.importer import OPEN_ITEMS_SHARE, ImportRefused, import_events
 from mahnwerk.inbound import parse
 from mahnwerk.inbound_types import LABELS
-from mahnwerk.inbox import Ingest
+from mahnwerk.inbox import Ingest, IngestReport
 from mahnwerk.ledger import PAUSED, RESUMED, STOP_LIFTED
 from mahnwerk.models import Event, invoice_to_json
 from mahnwerk.outbox import (
@@ -48,6 +49,7 @@ from mahnwerk.sentfolder import SentFolder
 from mahnwerk.settings import default_state_dir, resolve_as_of
 from mahnwerk.store import StoreError, messages, open_store
 from mahnwerk.store.tinydb_store import TinyDBStore
+from mahnwerk.watch import RENEW_SECONDS, ReplyWatcher
 
 # Files larger than this many rows get a progress bar.
 PROGRESS_ROWS = 2000
@@ -560,14 +562,18 @@ if __name__ == "__main__":  # pragma: no cover
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--watch", is_flag=True, help="Keep reading as replies arrive (IDLE) until stopped.")
 @pass_ctx
-def ingest(ctx: Ctx, as_json: bool) -> None:
+def ingest(ctx: Ctx, as_json: bool, watch: bool) -> None:
     """Read the reply folder once: match, classify and act on each new reply."""
     loaded = ctx.rules()
     if loaded.rules.imap is None:
         err.print("rules.yaml has no imap: section: there is no mailbox to read", markup=False)
         raise SystemExit(1)
     store = ctx.store()
+    if watch:
+        _watch(store, loaded, as_json)
+        return
     now = datetime.now(loaded.rules.company.tz)
     try:
         with tick_lock(store.dir):
@@ -591,6 +597,44 @@ def ingest(ctx: Ctx, as_json: bool) -> None:
         err.print(e, markup=False)
     if report.errors:
         raise SystemExit(1)
+
+
+class _Stop(Exception):
+    pass
+
+
+def _watch(store: TinyDBStore, loaded: LoadedRules, as_json: bool) -> None:
+    """`ingest --watch`: one line per reply as it is read; SIGTERM or Ctrl-C ends it
+    between passes, or at once while it waits."""
+    tz = loaded.rules.company.tz
+
+    def show(report: IngestReport) -> None:
+        for m in report.lines:
+            if as_json:
+                click.echo(orjson.dumps(m.to_json()).decode())
+            else:
+                click.echo(f"{m.state:<10} {m.label or '-':<10} {m.sender}  {m.reason}")
+
+    watcher = ReplyWatcher(
+        store, lambda: loaded, os.environ, now=lambda: datetime.now(tz), on_report=show
+    )
+    stopping = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        if watcher.waiting:
+            raise _Stop
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    try:
+        while not stopping:
+            watcher.step(RENEW_SECONDS)
+    except _Stop:
+        pass
+    finally:
+        watcher.close()
 
 
 @main.command(name="classify")

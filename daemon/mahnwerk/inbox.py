@@ -193,18 +193,17 @@ class Ingest:
         return self.rules.imap
 
     def run(self) -> IngestReport:
+        """One pass. A session from `session_factory` stays open (the caller's, e.g. the
+        watcher's, which waits in IDLE on it next); one made here is closed."""
         settings = self.settings
-        session: Mailbox
         if self.session_factory is not None:
-            session = self.session_factory()
-        else:
-            session = ImapSession(settings, password(settings, self.environ))
+            self._pass(self.session_factory(), settings)
+            return self.report
+        session = ImapSession(settings, password(settings, self.environ))
         try:
             self._pass(session, settings)
         finally:
-            close = getattr(session, "close", None)
-            if close is not None:
-                close()
+            session.close()
         return self.report
 
     # -- the pass --------------------------------------------------------------------

@@ -238,7 +238,7 @@ class Ingest:
             return
         # Built once per pass: within it only notices are added, which nobody replies to.
         index = self._index(view)
-        with Analyser(index.invoice_customer.keys(), parallel=len(fresh) >= PARALLEL_FROM) as a:
+        with Analyser(index.known, parallel=len(fresh) >= PARALLEL_FROM) as a:
             self._analyser = a
             for start in range(0, len(fresh), BATCH):
                 self._batch(session, settings, state, fresh[start : start + BATCH], index)

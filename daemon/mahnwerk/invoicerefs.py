@@ -101,8 +101,9 @@ class _Index:
 
 
 @lru_cache(maxsize=16)
-def _index(known: tuple[str, ...]) -> _Index:
-    """The lookup keys of `known`; the same list is passed mail after mail."""
+def _index(known: frozenset[str]) -> _Index:
+    """The lookup keys of `known`; the same set is passed mail after mail, and a
+    frozenset keeps its hash, so finding it again costs nothing however large it is."""
     return _Index(known)
 
 
@@ -130,7 +131,7 @@ def find_invoice_refs(text: str, known: Collection[str] = ()) -> tuple[str, ...]
     (upper-cased when in our own RE-/INV- style), only where a cue or that style says
     they are invoice numbers.
     """
-    index = _index(tuple(known))
+    index = _index(known if isinstance(known, frozenset) else frozenset(known))
     found: list[tuple[int, str]] = []
     taken: list[tuple[int, int]] = []
     runs = [(m.start(), m.end()) for m in _RUN.finditer(text)]

@@ -88,6 +88,7 @@ class MatchIndex:
     open_invoices: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # per customer
     addresses: Mapping[str, frozenset[str]] = field(default_factory=dict)  # casefolded email
     domains: Mapping[str, frozenset[str]] = field(default_factory=dict)  # customers per domain
+    known: frozenset[str] = frozenset()  # every invoice number, for find_invoice_refs
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +131,7 @@ def build_index(
         open_invoices={c: tuple(sorted(n)) for c, n in open_by.items()},
         addresses={a: frozenset(c) for a, c in by_address.items()},
         domains={d: frozenset(c) for d, c in by_domain.items()},
+        known=frozenset(invoice_customer),
     )
 
 
@@ -188,7 +190,7 @@ def match(mail: InboundMail, index: MatchIndex) -> Match:
 
 def _named_invoices(mail: InboundMail, index: MatchIndex) -> tuple[str, ...]:
     text = f"{mail.subject}\n{mail.own_text}"
-    found = find_invoice_refs(text, index.invoice_customer.keys())
+    found = find_invoice_refs(text, index.known)
     return tuple(n for n in found if n in index.invoice_customer)
 
 

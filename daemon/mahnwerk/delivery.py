@@ -47,7 +47,7 @@ from mahnwerk.outcome import Outcome
 from mahnwerk.plan_types import Plan, PlannedReminder
 from mahnwerk.planning import plan_from_store
 from mahnwerk.render import Renderer, RenderError
-from mahnwerk.smtp import SmtpConnectError, SmtpSession, password
+from mahnwerk.smtp import SendStopped, SmtpConnectError, SmtpSession, password
 from mahnwerk.store import messages, secret
 from mahnwerk.store.base import StoreError
 from mahnwerk.store.tinydb_store import TinyDBStore
@@ -159,6 +159,7 @@ class Tick:
         wall_clock: Callable[[], float] = time.time,
         ingest: bool = True,
         mailbox_factory: Callable[[], Mailbox] | None = None,
+        stop: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.loaded = loaded
@@ -171,6 +172,8 @@ class Tick:
         self.wall_clock = wall_clock
         self.ingest = ingest
         self.mailbox_factory = mailbox_factory
+        # Asked between mails: a stopping service finishes the mail in flight, no more.
+        self.stop = stop
         self.report = TickReport(now)
         self.state_dir = store.dir
         self._secret = secret.load_or_create(self.state_dir)
@@ -401,8 +404,14 @@ class Tick:
         )
         try:
             for i, entry in enumerate(ready):
+                if self.stop():
+                    log.info("stopping: %d mail(s) left for the next tick", len(ready) - i)
+                    return
                 try:
                     self._deliver_one(session, entry)
+                except SendStopped:
+                    log.info("stopping: %d mail(s) left for the next tick", len(ready) - i)
+                    return
                 except SmtpConnectError as exc:
                     # Nothing of this mail reached the server; the rest would fare no better.
                     self.report.errors.append(str(exc))

@@ -371,6 +371,16 @@ class Replies(Strict):
     acknowledge: bool = False
 
 
+class Service(Strict):
+    """`mahnwerk run`: how often it ticks (replies are read as they arrive, via IDLE)."""
+
+    # Every tick plans and sends what is due; outside the send window it sends nothing.
+    tick_interval_seconds: int = Field(default=900, ge=1, le=86400, strict=True)
+    # Prometheus metrics on http://metrics_address:metrics_port/metrics; off without a port.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535, strict=True)
+    metrics_address: str = "127.0.0.1"
+
+
 class Notify(Strict):
     """The person who takes over: escalations, disputes, questions and bounces are mailed here."""
 
@@ -403,6 +413,7 @@ class Rules(Strict):
     outbox: Outbox = Field(default_factory=Outbox)
     notify: Notify | None = None
     replies: Replies = Field(default_factory=Replies)
+    service: Service = Field(default_factory=Service)
 
     @field_validator("languages")
     @classmethod

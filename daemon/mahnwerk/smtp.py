@@ -56,6 +56,11 @@ class SmtpConnectError(Exception):
         self.stage: ConnectStage = stage
 
 
+class SendStopped(Exception):
+    """Raised by an injected `sleep` to give up waiting for the rate limit: nothing of the
+    next mail has been sent; it stays queued (a stopping service)."""
+
+
 def _text(reply: bytes | str) -> str:
     return reply.decode("utf-8", errors="replace") if isinstance(reply, bytes) else reply
 

@@ -80,7 +80,7 @@ class ReplyWatcher:
         """
         try:
             session = self._connect()
-            if not self._catch_up:
+            if not self._catch_up and wait > 0:
                 self.waiting = True
                 try:
                     if "IDLE" in session.capabilities():

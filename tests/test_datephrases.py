@@ -611,3 +611,17 @@ def test_anchor_at_the_ends_of_the_calendar() -> None:
     text = "am 15.12. oder nächsten Freitag, in 2 Wochen, KW 48, Ende des Monats, gestern"
     for anchor in (date.min, date.max):
         _check(text, find_dates(text, anchor))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("We will pay by December 18", date(2026, 12, 18)),
+        ("by December 18 at the latest", date(2026, 12, 18)),
+        ("bis Dezember 18", date(2026, 12, 18)),
+        ("by December", date(2026, 12, 31)),
+    ],
+)
+def test_a_preposition_does_not_make_the_month_beat_the_day(text: str, expected: date) -> None:
+    found = find_dates(text, date(2026, 11, 26))
+    assert [m.value for m in found] == [expected], found

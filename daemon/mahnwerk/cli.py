@@ -22,6 +22,7 @@ from mahnwerk import mailbox as mailbox_events
 from mahnwerk.checks import check_rules
 from mahnwerk.classify import classify
 from mahnwerk.config import ConfigInvalid, LoadedRules, load_rules
+from mahnwerk.connectcheck import check_connections
 from mahnwerk.csvparse import parse_invoices
 from mahnwerk.delivery import Tick, TickReport, tick_lock
 from mahnwerk.imap import ImapError
@@ -46,6 +47,7 @@ from mahnwerk.render import Renderer
 from mahnwerk.replies import by_person, facts_json
 from mahnwerk.resources import SHIPPED, shipped_root
 from mahnwerk.sentfolder import SentFolder
+from mahnwerk.service import run_service
 from mahnwerk.settings import default_state_dir, resolve_as_of
 from mahnwerk.store import StoreError, messages, open_store
 from mahnwerk.store.tinydb_store import TinyDBStore
@@ -163,8 +165,9 @@ def init(directory: Path) -> None:
 
 
 @main.command()
+@click.option("--connect", is_flag=True, help="Also log in to the SMTP and IMAP servers.")
 @pass_ctx
-def check(ctx: Ctx) -> None:
+def check(ctx: Ctx, connect: bool) -> None:
     """Validate rules.yaml and render every referenced template with sample data."""
     loaded = ctx.rules()
     errors, rendered = check_rules(loaded)
@@ -180,6 +183,14 @@ def check(ctx: Ctx) -> None:
         f"{loaded.path}: OK ({policies} {'policy' if policies == 1 else 'policies'}, "
         f"{stages} stages, {rendered} templates rendered)"
     )
+    if connect:
+        results = check_connections(rules, os.environ)
+        for result in results:
+            click.echo(result.line())
+        failed = sum(r.failed for r in results)
+        if failed:
+            err.print(f"{failed} connection check(s) failed", markup=False)
+            raise SystemExit(1)
 
 
 @main.command(name="import")
@@ -798,3 +809,57 @@ def _person_event(ctx: Ctx, invoice: str, make: Callable[[datetime], list[Event]
         tx.add_all(events)
     for e in events:
         click.echo(f"{invoice}: {e.reason}")
+
+
+@main.command()
+@click.pass_context
+def run(click_ctx: click.Context) -> None:
+    """Run as a service: tick on schedule, read replies as they arrive (systemd Type=notify)."""
+    ctx: Ctx = click_ctx.obj
+    ctx.rules()  # errors with file:line:column before anything starts
+    store = ctx.store()
+    try:
+        code = run_service(ctx.config, store, os.environ)
+    except ConfigInvalid as exc:
+        for e in exc.errors:
+            err.print(str(e), markup=False)
+        raise SystemExit(1) from None
+    finally:
+        store.close()
+    raise SystemExit(code)
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Build the workspace here (a new or empty folder) [default: a new temporary folder].",
+)
+@click.option(
+    "--weeks",
+    type=click.IntRange(1, 26),
+    default=8,
+    show_default=True,
+    help="Simulated weeks from 2026-11-25.",
+)
+@click.option(
+    "--thread",
+    "invoice",
+    default="RE-2026-0431",
+    show_default=True,
+    help="The invoice whose whole thread is printed at the end.",
+)
+def demo(directory: Path | None, weeks: int, invoice: str) -> None:
+    """Eight simulated weeks in seconds, on built-in defaults and no external server:
+    reminders go to an SMTP server on loopback, scripted customers' replies are read from
+    a local Maildir. Ignores --config and --state-dir: it builds its own workspace."""
+    from mahnwerk.demo import run as run_demo  # aiosmtpd is loaded only for the demo
+
+    try:
+        code = run_demo(directory, weeks=weeks, thread=invoice)
+    except FileExistsError as exc:
+        err.print(str(exc), markup=False)
+        raise SystemExit(1) from None
+    raise SystemExit(code)

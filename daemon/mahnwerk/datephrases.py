@@ -824,9 +824,10 @@ def find_dates(
         for m in rule.pattern.finditer(text)
         if m.end() > m.start() and not _overlaps(m.span(), masked)
     ]
-    # Longest first, then leftmost, then table order.
+    # Longest phrase first (without a leading preposition, which only some rows take in:
+    # "by December" must not beat "December 18"), then leftmost, then table order.
     chosen: list[tuple[re.Match[str], _Rule]] = []
-    for m, rule in sorted(candidates, key=lambda c: (c[0].start() - c[0].end(), c[0].start())):
+    for m, rule in sorted(candidates, key=lambda c: (-_phrase_len(c[0]), c[0].start())):
         if not _overlaps(m.span(), [c.span() for c, _ in chosen]):
             chosen.append((m, rule))
     chosen.sort(key=lambda c: c[0].start())
@@ -844,6 +845,11 @@ def find_dates(
         name = rule.with_year if rule.with_year and _group(m, "y") else rule.name
         found.append(DateMention(value, start, end, text[start:end], tense, name))
     return found
+
+
+def _phrase_len(m: re.Match[str]) -> int:
+    start, end = m.span("p") if _group(m, "p") is not None else m.span()
+    return end - start
 
 
 def _overlaps(span: tuple[int, int], spans: list[tuple[int, int]]) -> bool:

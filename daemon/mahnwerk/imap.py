@@ -210,11 +210,17 @@ class ImapSession:
             return exc
         if isinstance(exc, socket.gaierror):
             return self._fail("DNS", f"cannot resolve {self.settings.host!r} ({exc.strerror})")
+        if isinstance(exc, UnicodeError):
+            # The idna codec refusing the host name ("a..b"): it can never be resolved.
+            return self._fail("DNS", f"{self.settings.host!r} is not a valid host name ({exc})")
         if isinstance(exc, ssl.SSLError):
             return self._fail("TLS", str(exc))
         if isinstance(exc, (OSError, imaplib.IMAP4.error)):
-            # Refused and timed-out sockets, a BYE greeting, a NO to STARTTLS or LOGIN.
-            return self._fail(stage, str(exc) or type(exc).__name__)
+            # Refused and timed-out sockets, a BYE greeting, a NO to STARTTLS or LOGIN;
+            # imapclient's errors carry the server's bytes.
+            imap_error = isinstance(exc, imaplib.IMAP4.error) and exc.args
+            detail = _text(exc.args[0]) if imap_error else str(exc)
+            return self._fail(stage, detail or type(exc).__name__)
         return exc
 
     def _login(self, conn: Any, username: str, secret: str) -> None:

@@ -175,9 +175,19 @@ def _next_due(
     previous_days = 0
     last_at: datetime | None = None
     moved = False
+    spaced_from = ""  # when the mail spaced from is not `previous` (a broken-promise follow-up)
     if history is not EMPTY_HISTORY:
         # Read by name only: the common "nothing due today" case parses no timestamp.
         name = history.last_stage()
+        if name == BROKEN_PROMISE:
+            # The follow-up is outside the sequence: go on from the last regular stage,
+            # spaced from the follow-up itself, so no stage (least of all the final
+            # notice) is skipped because the promise took time.
+            follow_up = history.last_sent()
+            assert follow_up is not None
+            regular = next((s for s in reversed(history.sent) if s.stage in policy.index), None)
+            if regular is not None:
+                name, last_at, spaced_from = regular.stage, follow_up.at, BROKEN_PROMISE
         if name is not None and name in policy.index:
             last_index = policy.index[name]
             previous, previous_days = name, policy.days[last_index]
@@ -217,7 +227,9 @@ def _next_due(
     else:
         reason = f"{stage.name}: {_days(days_overdue)} overdue"
     if previous is not None:
-        reason += f", {previous} sent {_days(ago)} ago"
+        reason += f", {spaced_from or previous} sent {_days(ago)} ago"
+        if spaced_from:
+            reason += f" (after {previous})"
         if moved:
             reason += f" (now under policy {policy.policy.name})"
     else:

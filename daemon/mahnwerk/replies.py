@@ -189,9 +189,9 @@ def _until(label: Label, facts: Facts, rules: Replies, today: date) -> date | No
         if facts.promised_date is not None:
             return max(facts.promised_date, today) + timedelta(days=rules.promise_grace_days)
         return today + timedelta(days=rules.promise_default_days)
-    back = facts.return_date
+    back = facts.return_date  # the first day they are back: the pause ends the day before
     if label == "auto_reply" and rules.pause_on_auto_reply and back is not None and back > today:
-        return back
+        return back - timedelta(days=1)
     return None
 
 

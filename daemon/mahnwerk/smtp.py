@@ -187,6 +187,9 @@ class SmtpSession:
         return conn
 
     def _connect_error(self, stage: ConnectStage, exc: BaseException) -> BaseException:
+        if isinstance(exc, UnicodeError):
+            # The idna codec refusing the host name ("a..b"): it can never be resolved.
+            return self._fail("DNS", f"{self.settings.host!r} is not a valid host name ({exc})")
         if isinstance(exc, SmtpConnectError) or not isinstance(exc, OSError):
             return exc
         if isinstance(exc, socket.gaierror):

@@ -294,3 +294,26 @@ def test_the_service_reconnects_after_dovecot_restarts_and_loses_nothing(
     finally:
         svc.stop()
     assert "trying again" in svc.log()
+
+
+def test_a_second_sigterm_exits_at_once(
+    tmp_path: Path, workspace: tuple[Path, dict[str, str]]
+) -> None:
+    rules, env = workspace
+    svc = Running(tmp_path, rules, env)
+    try:
+        svc.notify.wait_for("READY", "1")
+        started = time.monotonic()
+        svc.proc.send_signal(signal.SIGTERM)
+        svc.proc.send_signal(signal.SIGTERM)
+        code = svc.proc.wait(timeout=10)
+        # Whichever came first: a clean exit (0) or the forced one (1); never a hang.
+        assert code in (0, 1), svc.log()
+        assert time.monotonic() - started < 5
+    finally:
+        svc.stop()
+    # Forced or not, the store opens (a mail cut off mid-attempt is "sending", which the
+    # next tick reconciles, as after a kill -9).
+    store = TinyDBStore(tmp_path / "state")
+    assert len(store.view()) > 0
+    store.close()

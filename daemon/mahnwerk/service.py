@@ -167,12 +167,15 @@ class Service:
                 self.watcher.close()
         self.notify(ready=1, status=self.status())
         log.info("running: a tick every %ss", self.loaded.rules.service.tick_interval_seconds)
+        first = True
         try:
-            if not self.stopping:
-                self._guard("tick", self.tick)
             while not self.stopping:
                 try:
-                    self._round()
+                    if first:
+                        first = False
+                        self._guard("tick", self.tick)  # the first tick at once
+                    else:
+                        self._round()
                 except _Interrupt:
                     # Cut out of a wait (IDLE): that connection is in no state to reuse.
                     if self.watcher is not None:

@@ -129,6 +129,8 @@ class ReplyWatcher:
             return None
         for line in report.lines:
             log.info("reply %s: %s %s", line.key, line.state, line.label or "-")
+        for error in report.errors:
+            log.warning("replies: %s", error)
         return report
 
     def _lost(self, exc: BaseException) -> None:

@@ -48,7 +48,16 @@ import yaml
 from imapclient import IMAPClient  # type: ignore[import-untyped]
 
 from _data import BERLIN, DEFAULT_SEED, PLAN_NOW, REFERENCE_DAY, Timing, fmt_s, make_invoices
-from send import Split, due_invoices, filesystem, fsync_probe, populate
+from send import (
+    Span,
+    Split,
+    cpu_per_mail,
+    due_invoices,
+    filesystem,
+    fsync_probe,
+    populate,
+    rate,
+)
 from send import running as smtp_running
 
 BENCH = Path(__file__).resolve().parent
@@ -727,15 +736,6 @@ def dovecot_version() -> str:
 # -- the measurements ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Span:
-    """One timed run: wall clock, this process's CPU, Dovecot's CPU."""
-
-    wall: float
-    client_cpu: float
-    server_cpu: float | None
-
-
 def clocked(box: Mailstore, fn: Callable[[], object]) -> Span:
     # Write out what setting up left unwritten (the state's copy, the INBOX just filled):
     # ext4 would otherwise flush it with the first fsync of the pass, on the pass's clock.
@@ -1033,17 +1033,6 @@ def arguments() -> argparse.Namespace:
     return args
 
 
-def rate(n: int, seconds: float) -> float:
-    return n / seconds if seconds > 0 else float("inf")
-
-
-def cpu_per_reply(spans: list[Span], m: int) -> tuple[float, float | None]:
-    """Median CPU per reply of this process and of Dovecot."""
-    client = statistics.median(s.client_cpu for s in spans) / m
-    served = [s.server_cpu for s in spans if s.server_cpu is not None]
-    return client, (statistics.median(served) / m if served else None)
-
-
 def ledger_invoices(n: int, seed: int) -> list[Invoice]:
     """`--invoices`: N more open invoices of N/5 other customers, none due for a mail yet.
 
@@ -1226,7 +1215,7 @@ def main() -> int:
         ("client", "raw FETCH, imapclient"),
         ("ingest", "mahnwerk Ingest.run()"),
     ):
-        ours, served = cpu_per_reply(spans[key], m)
+        ours, served = cpu_per_mail(spans[key], m)
         print(
             f"{label:<40}{fmt_s(timings[key].median / m):>10}{fmt_s(ours):>10}"
             f"{fmt_s(served) if served is not None else 'n/a':>13}"

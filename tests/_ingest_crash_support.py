@@ -38,7 +38,7 @@ import yaml
 
 import imap_server as loopback_imap
 import smtp_server as loopback
-from _workspace import ROOT, import_samples, load, smtp_section, write_rules
+from _workspace import ROOT, delivery_status, import_samples, load, smtp_section, write_rules
 from mahnwerk import faults, ledger, mailbox, outbox, replies
 from mahnwerk.delivery import Tick
 from mahnwerk.inbound import parse
@@ -203,25 +203,12 @@ class Mails:
         )
 
     def bounce(self, tag: str) -> bytes:
-        ours = self.sent["j.weiss@web.example"]
-        return (
-            "From: Mail Delivery System <MAILER-DAEMON@mx.example>\r\n"
-            "To: forderungen@muster-handel.example\r\n"
-            "Subject: Undelivered Mail Returned to Sender\r\n"
-            f"Date: {LATER}\r\n"
-            f"Message-ID: <bounce.{tag}@mx.example>\r\n"
-            "Auto-Submitted: auto-replied\r\n"
-            "MIME-Version: 1.0\r\n"
-            'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
-            "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
-            "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
-            "Reporting-MTA: dns; mx.example\r\n\r\n"
-            "Final-Recipient: rfc822; j.weiss@web.example\r\nAction: failed\r\n"
-            "Status: 5.1.1\r\nDiagnostic-Code: smtp; 550 5.1.1 user unknown\r\n"
-            "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-            f"Message-ID: {ours['Message-ID']}\r\nSubject: {ours['Subject']}\r\n"
-            "--B--\r\n"
-        ).encode()
+        return delivery_status(
+            self.sent["j.weiss@web.example"],
+            recipient="j.weiss@web.example",
+            message_id=f"<bounce.{tag}@mx.example>",
+            date=LATER,
+        )
 
     def stranger(self, tag: str) -> bytes:
         return (

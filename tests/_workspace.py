@@ -51,3 +51,25 @@ def import_samples(store: TinyDBStore, now: datetime, *names: str) -> None:
                 existing, parsed.invoices, source=name, open_items=False, now=now
             )
             tx.add_all(summary.events)
+
+
+def delivery_status(ours: Any, *, recipient: str, message_id: str, date: str) -> bytes:
+    """A Postfix-style DSN (RFC 3464) returning the headers of our mail `ours`."""
+    return (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.example>\r\n"
+        "To: forderungen@muster-handel.example\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        f"Date: {date}\r\n"
+        f"Message-ID: {message_id}\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.example\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n"
+        "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"Message-ID: {ours['Message-ID']}\r\nSubject: {ours['Subject']}\r\n"
+        "--B--\r\n"
+    ).encode()

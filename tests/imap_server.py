@@ -618,7 +618,8 @@ def running(
         server.close()
 
 
-def _start_or_skip(make: Callable[[], LoopbackImap]) -> LoopbackImap:
+def start_or_skip(make: Callable[[], LoopbackImap]) -> LoopbackImap:
+    """Start a server; as a non-root user whose Dovecot cannot start, skip the test."""
     try:
         return make()
     except DovecotUnavailable as exc:
@@ -633,7 +634,7 @@ def imap_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackIm
     cert = certificate(tmp_path_factory)
     with ExitStack() as stack:
         files = tmp_path_factory.mktemp("dovecot")
-        yield _start_or_skip(lambda: stack.enter_context(running(cert, files)))
+        yield start_or_skip(lambda: stack.enter_context(running(cert, files)))
 
 
 @pytest.fixture
@@ -646,6 +647,6 @@ def make_imap_server(
 
         def make(**options: Any) -> LoopbackImap:
             files = tmp_path_factory.mktemp("dovecot")
-            return _start_or_skip(lambda: stack.enter_context(running(cert, files, **options)))
+            return start_or_skip(lambda: stack.enter_context(running(cert, files, **options)))
 
         yield make

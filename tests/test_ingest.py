@@ -21,7 +21,7 @@ import yaml
 
 import imap_server as loopback_imap
 import smtp_server as loopback
-from _workspace import import_samples, load, smtp_section, write_rules
+from _workspace import delivery_status, import_samples, load, smtp_section, write_rules
 from mahnwerk import ledger
 from mahnwerk.delivery import Tick
 from mahnwerk.inbox import Ingest
@@ -258,24 +258,12 @@ def test_the_next_tick_sends_the_notices_and_no_reminder_to_who_answered(world: 
 def test_a_bounce_blocks_the_address(world: World) -> None:
     w = world
     ours = w.sent["j.weiss@web.example"]
-    dsn = (
-        "From: Mail Delivery System <MAILER-DAEMON@mx.example>\r\n"
-        "To: forderungen@muster-handel.example\r\n"
-        "Subject: Undelivered Mail Returned to Sender\r\n"
-        f"Date: {format_datetime(LATER)}\r\n"
-        "Message-ID: <bounce1@mx.example>\r\n"
-        "Auto-Submitted: auto-replied\r\n"
-        "MIME-Version: 1.0\r\n"
-        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
-        "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
-        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
-        "Reporting-MTA: dns; mx.example\r\n\r\n"
-        "Final-Recipient: rfc822; j.weiss@web.example\r\nAction: failed\r\nStatus: 5.1.1\r\n"
-        "Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n"
-        "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
-        f"Message-ID: {ours['Message-ID']}\r\nSubject: {ours['Subject']}\r\n"
-        "--B--\r\n"
-    ).encode()
+    dsn = delivery_status(
+        ours,
+        recipient="j.weiss@web.example",
+        message_id="<bounce1@mx.example>",
+        date=format_datetime(LATER),
+    )
     w.imap.deliver("INBOX", dsn)
     report = w.ingest()
     assert [(m.label, m.state) for m in report.lines] == [("bounce", "processed")]

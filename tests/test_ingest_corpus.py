@@ -18,7 +18,7 @@ import re
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -163,13 +163,10 @@ def _dovecot(
 ) -> Iterator[loopback_imap.LoopbackImap]:
     cert = loopback.certificate(tmp_path_factory)
     files = tmp_path_factory.mktemp("dovecot")
-    try:
-        with loopback_imap.running(cert, files) as server:
-            yield server
-    except loopback_imap.DovecotUnavailable as exc:
-        if os.geteuid() == 0:
-            raise
-        pytest.skip(f"Dovecot would not start as a non-root user: {exc}")
+    with ExitStack() as stack:
+        yield loopback_imap.start_or_skip(
+            lambda: stack.enter_context(loopback_imap.running(cert, files))
+        )
 
 
 @pytest.fixture(scope="module")

@@ -31,6 +31,7 @@ import time
 from collections import Counter, deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import median
@@ -350,13 +351,10 @@ def dovecot(
     Dovecot rereads its passwd file by mtime, and misses a change within the second)."""
     files = tmp_path_factory.mktemp("dovecot")
     users = dict.fromkeys(USERS, loopback_imap.PASSWORD)
-    try:
-        with loopback_imap.running(cert, files, users=users) as server:
-            yield server
-    except loopback_imap.DovecotUnavailable as exc:
-        if os.geteuid() == 0:
-            raise
-        pytest.skip(f"Dovecot would not start as a non-root user: {exc}")
+    with ExitStack() as stack:
+        yield loopback_imap.start_or_skip(
+            lambda: stack.enter_context(loopback_imap.running(cert, files, users=users))
+        )
 
 
 @pytest.fixture(scope="module")

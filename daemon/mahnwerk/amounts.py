@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal
+from functools import lru_cache
 
 __all__ = ["AmountMention", "find_amounts"]
 
@@ -113,6 +114,13 @@ def find_amounts(text: str) -> list[AmountMention]:
 
     Amounts with a stated currency win over a bare-number reading of the same digits.
     """
+    return list(_find_amounts(text))
+
+
+# The classifier asks for the same body twice: once itself, once through find_dates
+# (which masks money so that "12.50" is no date).
+@lru_cache(maxsize=32)
+def _find_amounts(text: str) -> tuple[AmountMention, ...]:
     found: list[AmountMention] = []
     taken = [m.span() for pattern in _NOT_MONEY for m in pattern.finditer(text)]
     # Leftmost first: in "500 € 600 €" the € belongs to the 500, not to a prefixed "€ 600".
@@ -124,7 +132,7 @@ def find_amounts(text: str) -> list[AmountMention]:
     for m in _CONTEXT.finditer(text):
         _take(m, m.span("bare"), "", text, found, taken)
     found.sort(key=lambda a: a.start)
-    return found
+    return tuple(found)
 
 
 def _take(

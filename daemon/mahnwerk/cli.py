@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import orjson
@@ -20,16 +20,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from mahnwerk import __version__
 from mahnwerk import mailbox as mailbox_events
 from mahnwerk.checks import check_rules
-from mahnwerk.classify import classify
 from mahnwerk.config import ConfigInvalid, LoadedRules, load_rules
-from mahnwerk.connectcheck import check_connections
 from mahnwerk.csvparse import parse_invoices
 from mahnwerk.delivery import Tick, TickReport, tick_lock
-from mahnwerk.imap import ImapError
 from mahnwerk.importer import OPEN_ITEMS_SHARE, ImportRefused, import_events
-from mahnwerk.inbound import parse
 from mahnwerk.inbound_types import LABELS
-from mahnwerk.inbox import Ingest, IngestReport
 from mahnwerk.ledger import PAUSED, RESUMED, STOP_LIFTED
 from mahnwerk.models import Event, invoice_to_json
 from mahnwerk.outbox import (
@@ -47,11 +42,16 @@ from mahnwerk.render import Renderer
 from mahnwerk.replies import by_person, facts_json
 from mahnwerk.resources import SHIPPED, shipped_root
 from mahnwerk.sentfolder import SentFolder
-from mahnwerk.service import run_service
 from mahnwerk.settings import default_state_dir, resolve_as_of
 from mahnwerk.store import StoreError, messages, open_store
 from mahnwerk.store.tinydb_store import TinyDBStore
-from mahnwerk.watch import RENEW_SECONDS, ReplyWatcher
+
+if TYPE_CHECKING:
+    from mahnwerk.inbox import IngestReport
+
+# The reply machinery (the classifier's tables, mail-parser, imapclient) and the service
+# are imported by the commands that use them, inside them: at the top they would double
+# the start-up of every other command.
 
 # Files larger than this many rows get a progress bar.
 PROGRESS_ROWS = 2000
@@ -184,6 +184,8 @@ def check(ctx: Ctx, connect: bool) -> None:
         f"{stages} stages, {rendered} templates rendered)"
     )
     if connect:
+        from mahnwerk.connectcheck import check_connections
+
         results = check_connections(rules, os.environ)
         for result in results:
             click.echo(result.line())
@@ -577,6 +579,9 @@ if __name__ == "__main__":  # pragma: no cover
 @pass_ctx
 def ingest(ctx: Ctx, as_json: bool, watch: bool) -> None:
     """Read the reply folder once: match, classify and act on each new reply."""
+    from mahnwerk.imap import ImapError
+    from mahnwerk.inbox import Ingest
+
     loaded = ctx.rules()
     if loaded.rules.imap is None:
         err.print("rules.yaml has no imap: section: there is no mailbox to read", markup=False)
@@ -617,6 +622,8 @@ class _Stop(Exception):
 def _watch(store: TinyDBStore, loaded: LoadedRules, as_json: bool) -> None:
     """`ingest --watch`: one line per reply as it is read; SIGTERM or Ctrl-C ends it
     between passes, or at once while it waits."""
+    from mahnwerk.watch import RENEW_SECONDS, ReplyWatcher
+
     tz = loaded.rules.company.tz
 
     def show(report: IngestReport) -> None:
@@ -653,6 +660,9 @@ def _watch(store: TinyDBStore, loaded: LoadedRules, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line and file.")
 def classify_(files: tuple[Path, ...], as_json: bool) -> None:
     """Classify .eml files and print the result; stores nothing."""
+    from mahnwerk.classify import classify
+    from mahnwerk.inbound import parse
+
     failed = False
     for path in files:
         try:
@@ -815,6 +825,8 @@ def _person_event(ctx: Ctx, invoice: str, make: Callable[[datetime], list[Event]
 @click.pass_context
 def run(click_ctx: click.Context) -> None:
     """Run as a service: tick on schedule, read replies as they arrive (systemd Type=notify)."""
+    from mahnwerk.service import run_service
+
     ctx: Ctx = click_ctx.obj
     ctx.rules()  # errors with file:line:column before anything starts
     store = ctx.store()

@@ -33,13 +33,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mahnwerk import message, outbox
 from mahnwerk.config import LoadedRules
 from mahnwerk.faults import crash_point
-from mahnwerk.imap import ImapError
-from mahnwerk.inbox import Ingest, IngestReport, Mailbox
 from mahnwerk.ledger import ESCALATED
 from mahnwerk.models import Event, Invoice
 from mahnwerk.outbox import Entry
@@ -51,6 +49,9 @@ from mahnwerk.smtp import SendStopped, SmtpConnectError, SmtpSession, password
 from mahnwerk.store import messages, secret
 from mahnwerk.store.base import StoreError
 from mahnwerk.store.tinydb_store import TinyDBStore
+
+if TYPE_CHECKING:
+    from mahnwerk.inbox import IngestReport, Mailbox
 
 log = logging.getLogger(__name__)
 
@@ -203,6 +204,11 @@ class Tick:
         A mailbox that cannot be read is reported and the tick goes on: a server down for
         days must not stop every reminder; what arrived is read on the next tick.
         """
+        # Here, not at the top: a tick without imap: (and every other command) does not
+        # load the classifier and the mail parser.
+        from mahnwerk.imap import ImapError
+        from mahnwerk.inbox import Ingest
+
         try:
             self.report.ingest = Ingest(
                 self.store,

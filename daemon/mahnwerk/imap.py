@@ -116,7 +116,6 @@ class ImapSession:
         self._ssl_context = ssl_context
         self._check_folders = check_folders
         self._conn: Any = None
-        self._selected: str | None = None
 
     def __repr__(self) -> str:
         # Spelled out so that the password can never end up in a log line or traceback.
@@ -269,6 +268,18 @@ class ImapSession:
             with suppress(imaplib.IMAP4.error, OSError):
                 conn.shutdown()
 
+    def _select(self, conn: Any, folder: str, *, readonly: bool) -> dict[bytes, Any]:
+        """SELECT (or EXAMINE); a folder that is not there is a "folder" connect error."""
+        try:
+            selected: dict[bytes, Any] = conn.select_folder(folder, readonly=readonly)
+        except imaplib.IMAP4.abort:
+            raise
+        except imaplib.IMAP4.error as exc:
+            if self._missing_folder(conn, folder, exc):
+                raise self._fail("folder", f"no folder {folder!r} on the server") from exc
+            raise
+        return selected
+
     def _missing_folder(self, conn: Any, folder: str, exc: imaplib.IMAP4.error) -> bool:
         if "[TRYCREATE]" in str(exc) or "[NONEXISTENT]" in str(exc):
             return True
@@ -289,14 +300,7 @@ class ImapSession:
         if not _MESSAGE_ID.fullmatch(message_id):
             raise ValueError(f"not a Message-ID like <left@right>: {message_id!r}")
         with self._command(f"searching {folder!r}") as conn:
-            try:
-                selected = conn.select_folder(folder, readonly=True)
-            except imaplib.IMAP4.abort:
-                raise
-            except imaplib.IMAP4.error as exc:
-                if self._missing_folder(conn, folder, exc):
-                    raise self._fail("folder", f"no folder {folder!r} on the server") from exc
-                raise
+            selected = self._select(conn, folder, readonly=True)
             if not selected.get(b"EXISTS"):
                 return []
             # Quoted by hand: imapclient leaves %, * and { unquoted, all valid in a msg-id.
@@ -374,15 +378,7 @@ class ImapSession:
         the caller then goes by Message-ID alone.
         """
         with self._command(f"opening {folder!r}") as conn:
-            try:
-                selected = conn.select_folder(folder)
-            except imaplib.IMAP4.abort:
-                raise
-            except imaplib.IMAP4.error as exc:
-                if self._missing_folder(conn, folder, exc):
-                    raise self._fail("folder", f"no folder {folder!r} on the server") from exc
-                raise
-        self._selected = folder
+            selected = self._select(conn, folder, readonly=False)
         return FolderState(
             folder,
             int(selected.get(b"UIDVALIDITY", 0)),

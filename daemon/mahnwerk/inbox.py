@@ -182,8 +182,6 @@ class Ingest:
         self._domain = message.sender_domain(self.rules.company.sender)
         self._renderer = Renderer(loaded.templates_dir, self.rules)
         self._tz = ZoneInfo(self.rules.company.timezone)
-        self._tokens: dict[str, str] = {}  # thread token -> customer
-        self._tokened: set[str] = set()
         self._analyser = Analyser((), parallel=False)
 
     @property
@@ -544,17 +542,16 @@ class Ingest:
 
     def _index(self, view: Any) -> MatchIndex:
         invoices: list[Invoice] = view.invoices()
-        for inv in invoices:
-            if inv.customer_id not in self._tokened:
-                token = message.thread_token(self._secret, inv.customer_id, self._domain)
-                self._tokens[token] = inv.customer_id
-                self._tokened.add(inv.customer_id)
+        tokens = {
+            message.thread_token(self._secret, customer, self._domain): customer
+            for customer in {inv.customer_id for inv in invoices}
+        }
         sent = {
             e.message_id: Sent(e.customer_id, tuple(i.number for i in e.items), e.to)
             for e in view.entries()
             if e.kind == "reminder"
         }
-        return build_index(invoices, sent, self._tokens)
+        return build_index(invoices, sent, tokens)
 
 
 def _parsed(raw: bytes) -> InboundMail:

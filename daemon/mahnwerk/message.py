@@ -63,6 +63,8 @@ def message_id(secret: bytes, key: str, domain: str) -> str:
     return f"<{_digest(secret, key)}@{_domain(domain)}>"
 
 
+# Every pass over the replies asks for every customer's token; they never change.
+@functools.lru_cache(maxsize=65536)
 def thread_token(secret: bytes, customer_id: str, domain: str) -> str:
     """One id per customer that every reminder lists first in References.
 
